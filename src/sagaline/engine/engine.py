@@ -1,0 +1,351 @@
+"""``Engine``: the public entry point. Starts, inspects and operates runs; embeds a worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+
+from sagaline.engine.commit import GroupCommitter
+from sagaline.engine.registry import WorkflowDef, get_workflow, workflow_names
+from sagaline.engine.runtime import Runtime
+from sagaline.engine.worker import Worker, new_owner_id
+from sagaline.model import operations
+from sagaline.model.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec
+from sagaline.model.errors import (
+    InvalidOperationError,
+    RunFailedError,
+    RunNotFoundError,
+    SagalineError,
+    UnknownWorkflowError,
+)
+from sagaline.model.records import (
+    EventRecord,
+    NewRun,
+    OperatorChange,
+    RunRecord,
+    StepRecord,
+)
+from sagaline.model.status import ACTIVE, RunStatus
+from sagaline.store import open_store
+from sagaline.store.protocol import Store
+
+log = logging.getLogger("sagaline")
+R = TypeVar("R")
+DEFAULT_URL = "sqlite:///sagaline.db"
+
+
+class RunHandle(Generic[R]):
+    """A started run: wait for its result, or ask its status."""
+
+    def __init__(self, engine: Engine, run_id: str, workflow: WorkflowDef[Any, R] | None) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self._workflow = workflow
+
+    async def status(self) -> RunStatus:
+        return (await self.engine.get_run(self.run_id)).status
+
+    async def result(self) -> R:
+        """The workflow's output once it completes.
+
+        Raises:
+            RunFailedError: as soon as the run ends any other way, or is parked for an
+                operator (COMPENSATION_FAILED, FAILED_AFTER_PIVOT, BLOCKED).
+        """
+        run = await self.engine.wait(self.run_id)
+        if run.status is not RunStatus.COMPLETED:
+            raise RunFailedError(run.run_id, run.status, run.error)
+        workflow = self._workflow
+        if workflow is None:
+            with contextlib.suppress(UnknownWorkflowError):
+                workflow = get_workflow(run.workflow)
+        return_type = workflow.signature.return_type if workflow else Any
+        value: R = self.engine.codec.decode(
+            run.output or b"null", return_type, f"run {run.run_id!r} result"
+        )
+        return value
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.run_id}>"
+
+
+class Engine:
+    """Runs sagas durably on the database at ``url`` (default ``sqlite:///sagaline.db``).
+
+    Use it as an async context manager: entering opens the database (creating or migrating
+    its schema), starts the embedded worker unless ``worker=False``, and resumes every
+    unfinished run of the workflows this process has imported.
+
+    Args:
+        url: ``sqlite:///relative.db`` or ``sqlite:////absolute.db``.
+        worker: execute runs in this process; ``False`` makes a client that only starts,
+            inspects and operates runs.
+        concurrency: runs executed at once by the embedded worker.
+        lease_seconds: how long a claimed run stays this worker's without a heartbeat; a
+            dead worker's runs are taken over within about this long (at once on its host).
+        poll_interval: how often an idle worker looks for runs started elsewhere.
+        max_payload_bytes: the largest encoded input, result or argument list.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        worker: bool = True,
+        concurrency: int = 100,
+        lease_seconds: float = 10.0,
+        poll_interval: float = 1.0,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        sync_threads: int = 32,
+    ) -> None:
+        if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
+            raise SagalineError(
+                "concurrency must be at least 1, lease_seconds and poll_interval positive"
+            )
+        self.url = url or DEFAULT_URL
+        self.codec = Codec(max_payload_bytes)
+        self._embed_worker = worker
+        self._concurrency = concurrency
+        self._lease_seconds = lease_seconds
+        self._poll_interval = poll_interval
+        self._sync_threads = sync_threads
+        self._store: Store | None = None
+        self._worker: Worker | None = None
+        self._threads: ThreadPoolExecutor | None = None
+        self._settled: dict[str, asyncio.Event] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def open(self) -> None:
+        if self._store is not None:
+            return
+        store = open_store(self.url)
+        await store.open()
+        self._store = store
+        if self._embed_worker:
+            self._threads = ThreadPoolExecutor(self._sync_threads, "sagaline-step")
+            rt = Runtime(
+                store=store,
+                codec=self.codec,
+                committer=GroupCommitter(store),
+                owner=new_owner_id(),
+                threads=self._threads,
+                lease_seconds=self._lease_seconds,
+            )
+            self._worker = Worker(rt, self._concurrency, self._poll_interval, self._notify)
+            await self._warn_unknown_workflows()
+            self._worker.start()
+
+    async def aclose(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            await worker.stop()
+        store, self._store = self._store, None
+        if store is not None:
+            await store.aclose()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise SagalineError(
+                "the engine is not open; use `async with Engine(url) as engine:` "
+                "or `await engine.open()`"
+            )
+        return self._store
+
+    async def _warn_unknown_workflows(self) -> None:
+        known = set(workflow_names())
+        for status in ACTIVE:
+            for run in await self.store.list_runs(status, limit=1000):
+                if run.workflow not in known:
+                    log.warning(
+                        "run %r (%s) is unfinished but its workflow %r is not registered in "
+                        "this process; import the module that defines it to resume it here",
+                        run.run_id,
+                        run.status.value,
+                        run.workflow,
+                    )
+
+    # -- starting and waiting -------------------------------------------------------------
+
+    @overload
+    async def start(
+        self, wf: WorkflowDef[Any, R], *args: Any, run_id: str | None = None, **kwargs: Any
+    ) -> RunHandle[R]: ...
+
+    @overload
+    async def start(
+        self, wf: str, *args: Any, run_id: str | None = None, **kwargs: Any
+    ) -> RunHandle[Any]: ...
+
+    async def start(
+        self,
+        wf: WorkflowDef[Any, Any] | str,
+        *args: Any,
+        run_id: str | None = None,
+        **kwargs: Any,
+    ) -> RunHandle[Any]:
+        """Start a run of ``wf`` (a workflow or its name), or find the one with ``run_id``.
+
+        Idempotent: a second start with the same ``run_id`` returns the existing run and
+        ignores the new arguments. The embedded worker begins it at once.
+        """
+        wdef = get_workflow(wf) if isinstance(wf, str) else wf
+        if not isinstance(wdef, WorkflowDef):
+            raise SagalineError(
+                f"engine.start expects a @workflow function or its name, got {wf!r}"
+            )
+        values = wdef.signature.bind(args, kwargs)
+        data = wdef.signature.encode_args(self.codec, values)
+        run_id = run_id or uuid.uuid4().hex
+        worker = self._worker
+        owner = worker.rt.owner if worker is not None and worker.capacity > 0 else None
+        new = NewRun(run_id, wdef.name, data, wdef.queue, _now())
+        run, created = await self.store.create_run(new, owner, self._lease_seconds)
+        if run.workflow != wdef.name:
+            raise InvalidOperationError(
+                f"run {run_id!r} already exists as a run of workflow {run.workflow!r}, not "
+                f"{wdef.name!r}; choose another run_id"
+            )
+        if created and worker is not None:
+            if owner is not None:
+                worker.adopt(run)
+            else:
+                worker.wake()
+        return RunHandle(self, run_id, wdef)
+
+    def handle(self, run_id: str) -> RunHandle[Any]:
+        """A handle on an existing run, to wait for it or read its status."""
+        return RunHandle(self, run_id, None)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:
+        """Wait until the run is settled: ended, or parked for an operator."""
+
+        async def settle() -> RunRecord:
+            delay = 0.01
+            while True:
+                event = self._settled.setdefault(run_id, asyncio.Event())
+                run = await self.get_run(run_id)
+                if run.status.is_settled:
+                    return run
+                # Runs executed here wake us at once; runs elsewhere are polled.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), delay)
+                delay = min(delay * 2, 1.0)
+
+        return await asyncio.wait_for(settle(), timeout)
+
+    def _notify(self, run_id: str) -> None:
+        event = self._settled.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    # -- inspecting -----------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunRecord:
+        run = await self.store.load_run(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id)
+        return run
+
+    async def history(self, run_id: str) -> list[EventRecord]:
+        """The run's audit trail: every transition, oldest first, with timestamps."""
+        await self.get_run(run_id)
+        return await self.store.read_events(run_id)
+
+    async def steps(self, run_id: str) -> list[StepRecord]:
+        await self.get_run(run_id)
+        return await self.store.load_steps(run_id)
+
+    async def list_runs(
+        self, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        return await self.store.list_runs(status, limit)
+
+    # -- operating ------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a run: it stops at its next step boundary and is compensated."""
+        run = await self._operate(
+            run_id, lambda run, steps: operations.plan_cancel(run, steps, _now())
+        )
+        if self._worker is not None:
+            self._worker.request_cancel(run_id)
+        return run
+
+    async def retry(self, run_id: str) -> RunRecord:
+        """Try a parked run again from where it stopped."""
+        return await self._operate(
+            run_id, lambda run, steps: operations.plan_retry(run, steps, _now())
+        )
+
+    async def skip_compensation(self, run_id: str, *, reason: str, by: str) -> RunRecord:
+        """Record the failed compensation as resolved by hand; unwinding then goes on."""
+        return await self._operate(
+            run_id, lambda run, steps: operations.plan_skip(run, steps, reason, by, _now())
+        )
+
+    async def _operate(self, run_id: str, plan: Any) -> RunRecord:
+        run = await self.get_run(run_id)
+        steps = await self.store.load_steps(run_id)
+        change: OperatorChange = plan(run, steps)
+        updated = await self.store.operate(change)
+        if updated is None:
+            now = await self.get_run(run_id)
+            raise InvalidOperationError(
+                f"run {run_id!r} changed to {now.status.value} meanwhile; look at it again "
+                f"with `sagaline runs show {run_id}`"
+            )
+        if self._worker is not None:
+            self._worker.wake()
+        self._notify(run_id)
+        return updated
+
+    # -- scripts --------------------------------------------------------------------------
+
+    def run_sync(
+        self, wf: WorkflowDef[Any, R], *args: Any, run_id: str | None = None, **kwargs: Any
+    ) -> R:
+        """Start a run and wait for its result, from code without an event loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise SagalineError(
+                "run_sync cannot be called from a running event loop; use "
+                "`await (await engine.start(...)).result()` instead"
+            )
+
+        async def go() -> R:
+            async with self:
+                handle = await self.start(wf, *args, run_id=run_id, **kwargs)
+                return await handle.result()
+
+        return asyncio.run(go())
+
+
+def _now() -> float:
+    import time
+
+    return time.time()

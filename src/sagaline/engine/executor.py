@@ -1,0 +1,96 @@
+"""Driving one claimed run to its end, or to a point where it waits for a person."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagaline.engine.attempts import error_info
+from sagaline.engine.context import CancelRun, LostLease, RunContext
+from sagaline.engine.registry import get_workflow
+from sagaline.engine.unwind import original_cause, unwind
+from sagaline.model import events as ev
+from sagaline.model.errors import NonDeterminismError, PayloadError, SagalineError, StepFailedError
+from sagaline.model.records import RunChange
+from sagaline.model.status import RunStatus
+
+CANCELLED_CAUSE = {"type": "Cancelled", "message": "cancelled by an operator"}
+
+
+async def execute(ctx: RunContext) -> None:
+    """Replay and continue the run; returns once it is settled or this worker lost it."""
+    try:
+        if ctx.run.status is RunStatus.COMPENSATING:
+            await unwind(ctx, original_cause(ctx.run.error), ctx.run.cancel_requested)
+        else:
+            await _drive(ctx)
+    except LostLease:
+        return
+
+
+async def _drive(ctx: RunContext) -> None:
+    wdef = get_workflow(ctx.run.workflow)
+    token = ctx.activate()
+    failure: BaseException | None = None
+    result: Any = None
+    try:
+        try:
+            values = wdef.signature.decode_args(ctx.rt.codec, ctx.run.input)
+        except PayloadError as exc:
+            raise ctx.block(exc) from None
+        args, kwargs = wdef.signature.call_parts(values)
+        ctx.check_boundary()
+        result = await wdef.fn(*args, **kwargs)
+    except CancelRun:
+        failure = CancelRun()
+    except Exception as exc:
+        failure = exc
+    finally:
+        ctx.deactivate(token)
+
+    if ctx.blocked is None and failure is None:
+        left = ctx.unconsumed()
+        if left is not None:
+            ctx.block(NonDeterminismError(ctx.run.run_id, left.seq, left.name, "end of workflow"))
+    if ctx.blocked is not None:
+        await _park(ctx, RunStatus.BLOCKED, ev.RUN_BLOCKED, _info(ctx.blocked))
+    elif isinstance(failure, CancelRun):
+        await unwind(ctx, CANCELLED_CAUSE, cancelled=True)
+    elif failure is not None:
+        await _fail(ctx, _info(failure))
+    else:
+        await _complete(ctx, wdef.name, result)
+
+
+async def _complete(ctx: RunContext, name: str, result: Any) -> None:
+    try:
+        output = ctx.rt.codec.encode(result, f"workflow {name!r} result")
+    except PayloadError as exc:
+        await _fail(ctx, _info(exc))
+        return
+    await ctx.checkpoint(
+        events=[ctx.event(ev.RUN_COMPLETED)],
+        change=RunChange(RunStatus.COMPLETED, output=output, release=True),
+    )
+
+
+async def _fail(ctx: RunContext, cause: dict[str, Any]) -> None:
+    if ctx.pivot is not None:
+        cause = {**cause, "pivot": ctx.pivot}
+        await _park(ctx, RunStatus.FAILED_AFTER_PIVOT, ev.RUN_FAILED_AFTER_PIVOT, cause)
+    else:
+        await unwind(ctx, cause, cancelled=False)
+
+
+async def _park(ctx: RunContext, status: RunStatus, event_type: str, error: dict[str, Any]) -> None:
+    await ctx.checkpoint(
+        events=[ctx.event(event_type, error=error)],
+        change=RunChange(status, error=error, release=True),
+    )
+
+
+def _info(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, StepFailedError):
+        return {"type": exc.error_type, "message": exc.error_message, "step": exc.step}
+    if isinstance(exc, SagalineError):
+        return {"type": type(exc).__name__, "message": str(exc)}
+    return error_info(exc)

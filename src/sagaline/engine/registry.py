@@ -1,0 +1,237 @@
+"""``@workflow`` and ``@step``: definitions, and the registry that finds them by name.
+
+A worker can only run what its process has imported: runs and steps are stored by name
+(``module.qualname`` unless ``name=`` is given) and looked up here on recovery.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+
+from sagaline.model.codec import Signature
+from sagaline.model.errors import (
+    DefinitionError,
+    StepOutsideWorkflowError,
+    UnknownStepError,
+    UnknownWorkflowError,
+)
+from sagaline.model.retry import DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, RetryPolicy
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_workflows: dict[str, WorkflowDef[Any, Any]] = {}
+_steps: dict[str, StepDef[Any, Any]] = {}
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _register(table: dict[str, Any], kind: str, name: str, definition: Any) -> None:
+    existing = table.get(name)
+    if existing is not None and _default_name(existing.fn) != _default_name(definition.fn):
+        raise DefinitionError(
+            f"{kind} name {name!r} is already used by {_default_name(existing.fn)}; "
+            f"give one of them another name=..."
+        )
+    table[name] = definition
+
+
+@dataclass(frozen=True)
+class CompensationDef:
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    retry: RetryPolicy
+    timeout: float | None
+
+
+class StepDef(Generic[P, R]):
+    """A step: awaited inside a workflow, it runs once and its result is recorded."""
+
+    def __init__(
+        self,
+        fn: Callable[P, Any],
+        *,
+        name: str | None,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        pivot: bool,
+    ) -> None:
+        self.fn = fn
+        self.name = name or _default_name(fn)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.retry = retry or DEFAULT_STEP_RETRY
+        self.timeout = timeout
+        self.pivot = pivot
+        self.signature = Signature(fn, f"step {self.name!r}")
+        self.compensation: CompensationDef | None = None
+        if timeout is not None and timeout <= 0:
+            raise DefinitionError(f"step {self.name!r}: timeout must be positive seconds")
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        from sagaline.engine.context import current_context
+
+        ctx = current_context()
+        if ctx is None:
+            raise StepOutsideWorkflowError(self.name)
+        result: R = await ctx.call_step(self, args, kwargs)
+        return result
+
+    @overload
+    def compensate(self, fn: F, /) -> F: ...
+
+    @overload
+    def compensate(
+        self, *, retry: RetryPolicy | None = None, timeout: float | None = None
+    ) -> Callable[[F], F]: ...
+
+    def compensate(
+        self,
+        fn: F | None = None,
+        /,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> F | Callable[[F], F]:
+        """Register the undo of this step, called with the step's arguments and its result.
+
+        Returns the function unchanged, so it stays directly callable in unit tests.
+        """
+
+        def register(comp: F) -> F:
+            if self.pivot:
+                raise DefinitionError(
+                    f"step {self.name!r} is a pivot: it cannot be undone, so it cannot have "
+                    f"a compensation"
+                )
+            if self.compensation is not None and self.compensation.fn is not comp:
+                raise DefinitionError(f"step {self.name!r} already has a compensation")
+            self.compensation = CompensationDef(
+                name=_default_name(comp),
+                fn=comp,
+                is_async=inspect.iscoroutinefunction(comp),
+                retry=retry or DEFAULT_COMPENSATION_RETRY,
+                timeout=timeout,
+            )
+            return comp
+
+        return register if fn is None else register(fn)
+
+    def __repr__(self) -> str:
+        return f"<step {self.name}>"
+
+
+class WorkflowDef(Generic[P, R]):
+    """A workflow: an ``async def`` that drives steps; started with ``engine.start``."""
+
+    def __init__(self, fn: Callable[P, Awaitable[R]], *, name: str | None, queue: str) -> None:
+        self.fn = fn
+        self.name = name or _default_name(fn)
+        self.queue = queue
+        if not inspect.iscoroutinefunction(fn):
+            raise DefinitionError(
+                f"workflow {self.name!r} must be an `async def`: it awaits its steps"
+            )
+        self.signature = Signature(fn, f"workflow {self.name!r}")
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        raise DefinitionError(
+            f"workflow {self.name!r} is not called directly; start it with "
+            f"`await engine.start({self.fn.__name__}, ...)`"
+        )
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name}>"
+
+
+class _StepDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> StepDef[P, R]: ...
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> StepDef[P, R]: ...
+
+
+@overload
+def step(fn: Callable[P, Awaitable[R]], /) -> StepDef[P, R]: ...
+@overload
+def step(fn: Callable[P, R], /) -> StepDef[P, R]: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    pivot: bool = False,
+) -> _StepDecorator: ...
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    pivot: bool = False,
+) -> Any:
+    """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``."""
+
+    def make(f: Callable[..., Any]) -> StepDef[Any, Any]:
+        definition: StepDef[Any, Any] = StepDef(
+            f, name=name, retry=retry, timeout=timeout, pivot=pivot
+        )
+        _register(_steps, "step", definition.name, definition)
+        return definition
+
+    return make if fn is None else make(fn)
+
+
+class _WorkflowDecorator(Protocol):
+    def __call__(self, fn: Callable[P, Awaitable[R]], /) -> WorkflowDef[P, R]: ...
+
+
+@overload
+def workflow(fn: Callable[P, Awaitable[R]], /) -> WorkflowDef[P, R]: ...
+@overload
+def workflow(*, name: str | None = None, queue: str = "default") -> _WorkflowDecorator: ...
+
+
+def workflow(
+    fn: Callable[..., Awaitable[Any]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str = "default",
+) -> Any:
+    """Declare a workflow: ``@workflow`` or ``@workflow(name="order")``."""
+
+    def make(f: Callable[..., Awaitable[Any]]) -> WorkflowDef[Any, Any]:
+        definition: WorkflowDef[Any, Any] = WorkflowDef(f, name=name, queue=queue)
+        _register(_workflows, "workflow", definition.name, definition)
+        return definition
+
+    return make if fn is None else make(fn)
+
+
+def get_workflow(name: str) -> WorkflowDef[Any, Any]:
+    try:
+        return _workflows[name]
+    except KeyError:
+        raise UnknownWorkflowError(name) from None
+
+
+def get_step(name: str) -> StepDef[Any, Any]:
+    try:
+        return _steps[name]
+    except KeyError:
+        raise UnknownStepError(name) from None
+
+
+def workflow_names() -> list[str]:
+    return sorted(_workflows)

@@ -1,0 +1,127 @@
+"""Unwinding a failed or cancelled run: its compensations, last completed first.
+
+Needs no workflow code, only the step definitions: after a crash a worker resumes unwinding
+from the durable step rows alone. Each compensation is a durable step with its own retry
+policy; one that gives up parks the run in COMPENSATION_FAILED for an operator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sagaline.engine.attempts import Outcome, call_with_retries
+from sagaline.engine.context import RunContext
+from sagaline.engine.registry import get_step
+from sagaline.model import events as ev
+from sagaline.model import stack
+from sagaline.model.errors import SagalineError
+from sagaline.model.records import RunChange, StepRecord
+from sagaline.model.status import RunStatus, StepKind, StepStatus
+
+
+async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> None:
+    records = list(ctx.records.values())
+    ever_compensable = any(
+        r.kind is StepKind.STEP and r.compensable and r.status is StepStatus.SUCCEEDED
+        for r in records
+    )
+    todo = stack.pending_compensations(records)
+    if todo and ctx.run.status is not RunStatus.COMPENSATING:
+        await ctx.checkpoint(
+            events=[ctx.event(ev.RUN_COMPENSATING, error=cause, steps=[r.name for r in todo])],
+            change=RunChange(RunStatus.COMPENSATING, error=cause),
+        )
+    for rec in todo:
+        if not await _compensate(ctx, rec, cause):
+            return
+    if cancelled:
+        final, event_type = RunStatus.CANCELLED, ev.RUN_CANCELLED
+    elif ever_compensable:
+        final, event_type = RunStatus.COMPENSATED, ev.RUN_COMPENSATED
+    else:
+        final, event_type = RunStatus.FAILED, ev.RUN_FAILED
+    await ctx.checkpoint(
+        events=[ctx.event(event_type, error=cause)],
+        change=RunChange(final, error=cause, release=True),
+    )
+
+
+async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -> bool:
+    """Run one compensation to success (True) or park the run (False)."""
+    seq = stack.next_seq(ctx.records.values())
+    name = f"compensation of {rec.name}"
+    started = ctx.rt.clock()
+    try:
+        sdef = get_step(rec.name)
+        comp = sdef.compensation
+        if comp is None:
+            raise SagalineError(
+                f"step {rec.name!r} has no compensation in this process's code, but its run "
+                f"recorded one; deploy the code the run started with, or skip it by hand"
+            )
+        name = comp.name
+        codec = ctx.rt.codec
+        values = sdef.signature.decode_args(codec, rec.input or b"[]")
+        result = codec.decode(
+            rec.output or b"null", sdef.signature.return_type, f"step {rec.name!r} result"
+        )
+    except SagalineError as exc:
+        outcome = Outcome(False, None, {"type": type(exc).__name__, "message": str(exc)}, 0, started)
+    else:
+        args, kwargs = sdef.signature.call_parts(values)
+
+        async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
+            await ctx.checkpoint(
+                events=[
+                    ctx.event(
+                        ev.COMPENSATION_ATTEMPT_FAILED,
+                        seq,
+                        step=rec.name,
+                        compensation=comp.name,
+                        attempt=attempt,
+                        error=error,
+                        retry_in=round(delay, 3),
+                    )
+                ]
+            )
+
+        outcome = await call_with_retries(
+            ctx.rt, comp.fn, comp.is_async, [*args, result], kwargs, comp.retry, comp.timeout,
+            on_failure,
+        )
+    crec = StepRecord(
+        seq=seq,
+        name=name,
+        kind=StepKind.COMPENSATION,
+        status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
+        input=None,
+        output=None,
+        error=outcome.error,
+        attempts=outcome.attempts,
+        compensable=False,
+        pivot=False,
+        compensates_seq=rec.seq,
+        done_index=0,
+        started_at=outcome.started_at,
+        finished_at=ctx.rt.clock(),
+    )
+    detail: dict[str, Any] = {"step": rec.name, "compensation": name, "attempts": outcome.attempts}
+    if outcome.ok:
+        await ctx.checkpoint(steps=[crec], events=[ctx.event(ev.COMPENSATION_SUCCEEDED, seq, **detail)])
+        return True
+    failure = {**detail, "error": outcome.error}
+    await ctx.checkpoint(
+        steps=[crec],
+        events=[ctx.event(ev.COMPENSATION_FAILED, seq, **failure)],
+        change=RunChange(
+            RunStatus.COMPENSATION_FAILED,
+            error={**cause, "compensation": failure},
+            release=True,
+        ),
+    )
+    return False
+
+
+def original_cause(error: dict[str, Any] | None) -> dict[str, Any]:
+    """The failure that started unwinding, without a parked compensation's details."""
+    return {k: v for k, v in (error or {}).items() if k != "compensation"}

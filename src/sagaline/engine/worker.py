@@ -1,0 +1,162 @@
+"""The worker: claims runs, keeps their leases alive, and executes them.
+
+Leases are judged by the database's clock. A run held by a process on this host that no
+longer exists is freed at once (a restarted worker resumes its predecessor's runs without
+waiting out the lease); a run held by a live or remote worker is freed when its lease ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+
+from sagaline.engine.context import RunContext
+from sagaline.engine.executor import execute
+from sagaline.engine.registry import workflow_names
+from sagaline.engine.runtime import Runtime
+from sagaline.model.records import RunRecord
+
+log = logging.getLogger("sagaline.worker")
+
+_HOST = socket.gethostname()
+_live_owners: set[str] = set()
+
+
+def new_owner_id() -> str:
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True only when certain: the owner was a process on this host that is gone."""
+    try:
+        host, pid_text, _ = owner.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != _HOST:
+        return False
+    if pid == os.getpid():
+        return owner not in _live_owners
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Worker:
+    def __init__(
+        self,
+        rt: Runtime,
+        concurrency: int,
+        poll_interval: float,
+        on_settled: Callable[[str], None],
+    ) -> None:
+        self.rt = rt
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self._on_settled = on_settled
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._contexts: dict[str, RunContext] = {}
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    @property
+    def capacity(self) -> int:
+        return self.concurrency - len(self._tasks)
+
+    def start(self) -> None:
+        _live_owners.add(self.rt.owner)
+        self._loops = [
+            asyncio.create_task(self._claim_loop(), name="sagaline-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="sagaline-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        tasks = [*self._loops, *self._tasks.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        _live_owners.discard(self.rt.owner)
+        with contextlib.suppress(Exception):
+            await self.rt.store.release(self.rt.owner)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def request_cancel(self, run_id: str) -> None:
+        """Tell a run executing here about a cancel now, not at its next commit."""
+        ctx = self._contexts.get(run_id)
+        if ctx is not None:
+            ctx.cancel_requested = True
+
+    def adopt(self, run: RunRecord) -> None:
+        """Execute a run this worker has just claimed."""
+        if run.run_id in self._tasks:
+            return
+        task = asyncio.create_task(self._execute(run), name=f"sagaline-run-{run.run_id}")
+        self._tasks[run.run_id] = task
+
+    async def _execute(self, run: RunRecord) -> None:
+        try:
+            records = await self.rt.store.load_steps(run.run_id)
+            ctx = RunContext(self.rt, run, records)
+            self._contexts[run.run_id] = ctx
+            await execute(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease runs out and the run is claimed again; nothing is lost.
+            log.exception("run %r stopped on an internal error; it will be retried", run.run_id)
+        finally:
+            self._tasks.pop(run.run_id, None)
+            self._contexts.pop(run.run_id, None)
+            self._on_settled(run.run_id)
+            self._wake.set()
+
+    async def _claim_loop(self) -> None:
+        backoff = self.poll_interval
+        while True:
+            try:
+                await self._claim_once()
+                backoff = self.poll_interval
+            except Exception as exc:
+                log.warning("claiming runs failed (%s); retrying in %.1f s", exc, backoff)
+                backoff = min(backoff * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), backoff)
+            self._wake.clear()
+
+    async def _claim_once(self) -> None:
+        owners = await self.rt.store.active_owners()
+        dead = [o for o in owners if o != self.rt.owner and owner_is_dead(o)]
+        if dead:
+            freed = await self.rt.store.expire_owners(dead)
+            log.info("freed %d run(s) held by dead worker(s) %s", freed, ", ".join(dead))
+        if self.capacity <= 0:
+            return
+        runs = await self.rt.store.claim(
+            self.rt.owner, self.rt.lease_seconds, workflow_names(), self.capacity
+        )
+        for run in runs:
+            self.adopt(run)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.rt.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            if not self._tasks:
+                continue
+            try:
+                await self.rt.store.heartbeat(
+                    self.rt.owner, self.rt.lease_seconds, list(self._tasks)
+                )
+            except Exception as exc:
+                log.warning("lease heartbeat failed (%s); retrying", exc)

@@ -1,0 +1,158 @@
+"""Payloads as JSON through msgspec, decoded back to the annotated types.
+
+Everything a run stores (inputs, step results, compensation arguments) passes through
+here, on the first run and on replay alike, so a workflow sees the same value both times.
+Pickle is never used: stored bytes may come from anywhere the database is reachable from.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+
+DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+
+def _enc_hook(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)  # pydantic v2, without importing it
+    if callable(dump):
+        return dump(mode="json")
+    raise NotImplementedError(f"unsupported type {type(value).__qualname__}")
+
+
+def _dec_hook(type_: Any, obj: Any) -> Any:
+    validate = getattr(type_, "model_validate", None)
+    if callable(validate):
+        return validate(obj)
+    raise NotImplementedError(f"unsupported type {type_!r}")
+
+
+def type_name(type_: Any) -> str:
+    return getattr(type_, "__qualname__", None) or repr(type_)
+
+
+class Codec:
+    """``encode(value) -> bytes`` and ``decode(bytes, type) -> value``.
+
+    ``max_payload_bytes`` is checked at encode time, before anything is written.
+    """
+
+    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+        self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+    def encode(self, value: Any, where: str) -> bytes:
+        from sagaline.model.errors import PayloadEncodeError, PayloadTooLargeError
+
+        try:
+            data = self._encoder.encode(value)
+        except (TypeError, NotImplementedError, OverflowError, ValueError) as exc:
+            raise PayloadEncodeError(where, type(value).__qualname__, str(exc)) from exc
+        if len(data) > self.max_payload_bytes:
+            raise PayloadTooLargeError(where, len(data), self.max_payload_bytes)
+        return data
+
+    def decode(self, data: bytes, type_: Any, where: str) -> Any:
+        from sagaline.model.errors import PayloadDecodeError
+
+        try:
+            return self._decoder(type_).decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
+            raise PayloadDecodeError(where, type_name(type_), str(exc)) from exc
+
+    def _decoder(self, type_: Any) -> msgspec.json.Decoder[Any]:
+        decoder = self._decoders.get(type_)
+        if decoder is None:
+            decoder = msgspec.json.Decoder(type_, dec_hook=_dec_hook)
+            self._decoders[type_] = decoder
+        return decoder
+
+
+class Signature:
+    """A function's parameters and return type, as the codec needs them.
+
+    Arguments are stored as one JSON array in parameter order, so that a compensation or a
+    recovered workflow gets them back decoded to each parameter's annotated type.
+    """
+
+    def __init__(self, fn: Callable[..., Any], owner: str) -> None:
+        self.owner = owner
+        self._sig = inspect.signature(fn)
+        try:
+            hints = _type_hints(fn)
+        except Exception as exc:
+            from sagaline.model.errors import DefinitionError
+
+            raise DefinitionError(
+                f"{owner}: cannot resolve the type annotations ({exc}); make every annotation "
+                f"importable at module level"
+            ) from exc
+        self.params: list[inspect.Parameter] = []
+        self.param_types: list[Any] = []
+        for param in self._sig.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                from sagaline.model.errors import DefinitionError
+
+                raise DefinitionError(
+                    f"{owner}: *args and **kwargs cannot be recorded; name every parameter"
+                )
+            self.params.append(param)
+            self.param_types.append(hints.get(param.name, Any))
+        self.return_type: Any = hints.get("return", Any)
+        if self.return_type is None:
+            self.return_type = type(None)
+        self._args_type: Any = list[msgspec.Raw]
+
+    @property
+    def arity(self) -> int:
+        return len(self.params)
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[Any]:
+        """The call's arguments in parameter order, defaults filled in."""
+        from sagaline.model.errors import DefinitionError
+
+        try:
+            bound = self._sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise DefinitionError(f"{self.owner}: bad arguments: {exc}") from exc
+        bound.apply_defaults()
+        return [bound.arguments[p.name] for p in self.params]
+
+    def encode_args(self, codec: Codec, values: list[Any]) -> bytes:
+        return codec.encode(values, f"{self.owner} arguments")
+
+    def decode_args(self, codec: Codec, data: bytes) -> list[Any]:
+        raws: list[msgspec.Raw] = codec.decode(data, self._args_type, f"{self.owner} arguments")
+        if len(raws) != len(self.params):
+            from sagaline.model.errors import PayloadDecodeError
+
+            raise PayloadDecodeError(
+                f"{self.owner} arguments",
+                "list",
+                f"{len(raws)} values stored, {len(self.params)} parameters now",
+            )
+        return [
+            codec.decode(bytes(raw), t, f"{self.owner} argument {p.name!r}")
+            for raw, t, p in zip(raws, self.param_types, self.params, strict=True)
+        ]
+
+    def call_parts(self, values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Positional and keyword arguments that call the function with ``values``."""
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        for param, value in zip(self.params, values, strict=True):
+            if param.kind is param.KEYWORD_ONLY:
+                kwargs[param.name] = value
+            else:
+                args.append(value)
+        return args, kwargs
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(fn)

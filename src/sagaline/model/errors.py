@@ -1,0 +1,211 @@
+"""Every error sagaline raises, in one tree.
+
+::
+
+    SagalineError
+    ├── DefinitionError            a workflow or step is declared wrongly (at import time)
+    ├── UnknownWorkflowError       a run names a workflow this process has not imported
+    ├── UnknownStepError           a recorded step has no definition in this process
+    ├── StepOutsideWorkflowError   a step was awaited outside a running workflow
+    ├── PayloadError
+    │   ├── PayloadEncodeError     a value cannot be stored as JSON
+    │   ├── PayloadTooLargeError   an encoded value is over the configured limit
+    │   └── PayloadDecodeError     stored JSON does not fit the annotated type
+    ├── NonDeterminismError        the code no longer matches a run's recorded history
+    ├── StepFailedError            a step gave up; raised into the workflow
+    ├── RunFailedError             ``handle.result()`` of a run that did not complete
+    ├── RunNotFoundError           no run has this id
+    ├── InvalidOperationError      an operator action that the run's status forbids
+    ├── DatabaseError
+    │   ├── NotASagalineDatabaseError
+    │   └── SchemaTooNewError
+    └── LeaseLostError             this worker no longer owns the run (internal)
+
+User code raises :class:`NonRetryable` (not a ``SagalineError``) to stop retries.
+
+Each class has a stable ``code`` for the HTTP API and the CLI, and carries its data as
+attributes; messages say what happened and what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SagalineError(Exception):
+    """Base of every error sagaline raises."""
+
+    code = "sagaline_error"
+
+
+class DefinitionError(SagalineError):
+    code = "definition_error"
+
+
+class UnknownWorkflowError(SagalineError):
+    code = "unknown_workflow"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"workflow {name!r} is not registered in this process; import the module that "
+            f"defines it (a worker runs only the workflows whose modules it imported)"
+        )
+
+
+class UnknownStepError(SagalineError):
+    code = "unknown_step"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"step {name!r} is not registered in this process; import the module that defines it"
+        )
+
+
+class StepOutsideWorkflowError(SagalineError):
+    code = "step_outside_workflow"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"step {name!r} was awaited outside a running workflow; start a workflow with "
+            f"`engine.start(...)`, or call `{name.rsplit('.', 1)[-1]}.fn(...)` to run the plain "
+            f"function (in a unit test, for instance)"
+        )
+
+
+class PayloadError(SagalineError):
+    code = "payload_error"
+
+
+class PayloadEncodeError(PayloadError):
+    code = "payload_encode_error"
+
+    def __init__(self, where: str, type_name: str, reason: str) -> None:
+        self.where = where
+        self.type_name = type_name
+        super().__init__(
+            f"{where}: a value of type {type_name!r} cannot be stored as JSON ({reason}); "
+            f"use a dataclass, a msgspec.Struct, a pydantic model or plain JSON values"
+        )
+
+
+class PayloadTooLargeError(PayloadError):
+    code = "payload_too_large"
+
+    def __init__(self, where: str, size: int, limit: int) -> None:
+        self.where = where
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{where}: the encoded value is {size} bytes, over the limit of {limit}; store "
+            f"large data elsewhere and pass a reference, or raise `max_payload_bytes`"
+        )
+
+
+class PayloadDecodeError(PayloadError):
+    code = "payload_decode_error"
+
+    def __init__(self, where: str, type_name: str, reason: str) -> None:
+        self.where = where
+        self.type_name = type_name
+        super().__init__(
+            f"{where}: the stored value does not decode as {type_name!r} ({reason}); the "
+            f"code's types changed under a recorded run: deploy the matching code, then "
+            f"`sagaline runs retry RUN_ID`"
+        )
+
+
+class NonDeterminismError(SagalineError):
+    code = "non_determinism"
+
+    def __init__(self, run_id: str, seq: int, expected: str, actual: str) -> None:
+        self.run_id = run_id
+        self.seq = seq
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"run {run_id!r} is not deterministic at step #{seq}: the history recorded "
+            f"{expected!r} but the code now calls {actual!r}; deploy the code the run started "
+            f"with (or guard the change with a version patch), then `sagaline runs retry {run_id}`"
+        )
+
+
+class StepFailedError(SagalineError):
+    """A step gave up after its retries; the workflow may catch it.
+
+    The workflow sees this same error on its first run and on replay, so it carries the
+    original exception's type name and message rather than the exception itself.
+    """
+
+    code = "step_failed"
+
+    def __init__(
+        self, step: str, error_type: str, error_message: str, attempts: int, seq: int
+    ) -> None:
+        self.step = step
+        self.error_type = error_type
+        self.error_message = error_message
+        self.attempts = attempts
+        self.seq = seq
+        super().__init__(
+            f"step {step!r} failed after {attempts} attempt(s): {error_type}: {error_message}"
+        )
+
+
+class RunFailedError(SagalineError):
+    code = "run_failed"
+
+    def __init__(self, run_id: str, status: Any, cause: dict[str, Any] | None) -> None:
+        self.run_id = run_id
+        self.status = status
+        self.cause = cause or {}
+        reason = self.cause.get("message", "no error recorded")
+        super().__init__(
+            f"run {run_id!r} ended {status.value}: {reason}; see `sagaline runs show {run_id}`"
+        )
+
+
+class RunNotFoundError(SagalineError):
+    code = "run_not_found"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} not found; list runs with `sagaline runs list`")
+
+
+class InvalidOperationError(SagalineError):
+    code = "invalid_operation"
+
+
+class DatabaseError(SagalineError):
+    code = "database_error"
+
+
+class NotASagalineDatabaseError(DatabaseError):
+    code = "not_a_sagaline_database"
+
+
+class SchemaTooNewError(DatabaseError):
+    code = "schema_too_new"
+
+    def __init__(self, where: str, found: int, known: int) -> None:
+        self.found = found
+        self.known = known
+        super().__init__(
+            f"{where} has schema version {found}, newer than the {known} this sagaline "
+            f"knows; upgrade sagaline (pip install -U sagaline) before opening it"
+        )
+
+
+class LeaseLostError(SagalineError):
+    code = "lease_lost"
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"this worker lost its lease on run {run_id!r}; another worker owns it")
+
+
+class NonRetryable(Exception):  # noqa: N818 - the public name is fixed by the API
+    """Raise a subclass of this from a step to fail it at once, without retries."""

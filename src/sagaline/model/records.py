@@ -1,0 +1,140 @@
+"""What the store reads and writes: plain records, with payloads as opaque bytes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sagaline.model.status import RunStatus, StepKind, StepStatus
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    workflow: str
+    status: RunStatus
+    input: bytes
+    output: bytes | None
+    error: dict[str, Any] | None
+    queue: str
+    owner: str | None
+    lease_epoch: int
+    cancel_requested: bool
+    created_at: float
+    updated_at: float
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromtimestamp(self.created_at, UTC)
+
+    @property
+    def updated(self) -> datetime:
+        return datetime.fromtimestamp(self.updated_at, UTC)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step or compensation of a run, keyed by its sequence number in the run."""
+
+    seq: int
+    name: str
+    kind: StepKind
+    status: StepStatus
+    input: bytes | None
+    output: bytes | None
+    error: dict[str, Any] | None
+    attempts: int
+    compensable: bool
+    pivot: bool
+    compensates_seq: int | None
+    done_index: int
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    run_id: str
+    at: float
+    type: str
+    seq: int | None
+    data: dict[str, Any]
+
+    @property
+    def when(self) -> datetime:
+        return datetime.fromtimestamp(self.at, UTC)
+
+
+@dataclass(frozen=True)
+class NewRun:
+    run_id: str
+    workflow: str
+    input: bytes
+    queue: str
+    at: float
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    type: str
+    at: float
+    seq: int | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunChange:
+    """A new status for the run, with its output or error when it ends."""
+
+    status: RunStatus
+    output: bytes | None = None
+    error: dict[str, Any] | None = None
+    release: bool = False
+    """Give up the lease: the run is finished or parked."""
+
+
+@dataclass
+class Checkpoint:
+    """One run's progress, written atomically and fenced by the writer's lease.
+
+    Many checkpoints may share one database transaction (group commit); each one lands
+    whole or not at all.
+    """
+
+    run_id: str
+    owner: str
+    epoch: int
+    steps: list[StepRecord] = field(default_factory=list)
+    events: list[NewEvent] = field(default_factory=list)
+    change: RunChange | None = None
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    run_id: str
+    landed: bool
+    """False when the writer no longer held the lease: nothing of the checkpoint was written."""
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True)
+class OperatorChange:
+    """An operator's action on a run, applied only if the run is in one of ``from_statuses``.
+
+    Operator actions are not fenced by a lease: they apply to parked runs (which no worker
+    holds), or only raise the cancel flag that the owning worker reads at its next commit.
+    """
+
+    run_id: str
+    from_statuses: frozenset[RunStatus]
+    event: NewEvent
+    to_status: RunStatus | None = None
+    request_cancel: bool = False
+    delete_step_seq: int | None = None
+    skip_step_seq: int | None = None

@@ -1,0 +1,56 @@
+"""Run and step statuses, and which ones a worker, an operator or a caller acts on."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RunStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    COMPENSATED = "COMPENSATED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    COMPENSATION_FAILED = "COMPENSATION_FAILED"
+    FAILED_AFTER_PIVOT = "FAILED_AFTER_PIVOT"
+    BLOCKED = "BLOCKED"
+    """Parked because the code no longer matches the run's recorded history."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def is_parked(self) -> bool:
+        """Waiting for a person: ``retry``, ``skip`` or ``cancel``."""
+        return self in PARKED
+
+    @property
+    def is_settled(self) -> bool:
+        """Nothing more happens without an operator: what ``handle.result()`` waits for."""
+        return self in TERMINAL or self in PARKED
+
+
+TERMINAL = frozenset(
+    {RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.FAILED, RunStatus.CANCELLED}
+)
+PARKED = frozenset(
+    {RunStatus.COMPENSATION_FAILED, RunStatus.FAILED_AFTER_PIVOT, RunStatus.BLOCKED}
+)
+# Statuses a worker claims and drives forward.
+ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.COMPENSATING})
+
+
+class StepStatus(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    """A failed compensation an operator marked as resolved by hand."""
+
+
+class StepKind(StrEnum):
+    STEP = "step"
+    COMPENSATION = "compensation"

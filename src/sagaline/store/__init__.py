@@ -1,0 +1,21 @@
+"""Stores: where runs live. Adapters are chosen by URL scheme and imported lazily."""
+
+from __future__ import annotations
+
+from sagaline.model.errors import DatabaseError
+from sagaline.store.protocol import Store
+
+__all__ = ["Store", "open_store"]
+
+
+def open_store(url: str) -> Store:
+    """The store for ``url`` (not yet opened: call ``await store.open()``)."""
+    scheme = url.split(":", 1)[0]
+    if scheme == "sqlite":
+        from sagaline.store.sqlite.store import SqliteStore
+
+        return SqliteStore(url)
+    raise DatabaseError(
+        f"unsupported database URL {url!r}; use sqlite:///path/to/file.db "
+        f"(PostgreSQL support is planned)"
+    )

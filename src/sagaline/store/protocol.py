@@ -1,0 +1,97 @@
+"""The ``Store`` protocol: the one seam between the engine and a database.
+
+Payloads are opaque bytes here. Every method is atomic (one transaction) unless it says
+otherwise. Leases are judged by the database's clock, never the caller's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from sagaline.model.records import (
+    Checkpoint,
+    CommitResult,
+    EventRecord,
+    NewRun,
+    OperatorChange,
+    RunRecord,
+    StepRecord,
+)
+from sagaline.model.status import RunStatus
+
+
+class Store(Protocol):
+    url: str
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema.
+
+        Raises:
+            NotASagalineDatabaseError: the database holds something else.
+            SchemaTooNewError: a newer sagaline wrote it.
+        """
+
+    async def create_run(
+        self, run: NewRun, owner: str | None, lease_seconds: float
+    ) -> tuple[RunRecord, bool]:
+        """Insert the run unless its id exists; returns the run and whether it is new.
+
+        Idempotent by ``run_id``. With an ``owner`` the new run is born claimed (RUNNING,
+        epoch 1), which saves the separate claim's commit; without one it is PENDING.
+        """
+
+    async def load_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's step and compensation records, by sequence number."""
+
+    async def claim(
+        self,
+        owner: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        limit: int,
+        run_id: str | None = None,
+    ) -> list[RunRecord]:
+        """Take up to ``limit`` active runs of the given workflows that nobody holds.
+
+        A run is free when it has no owner or its lease has expired. Each claim bumps the
+        run's lease epoch, which fences out every write of the previous owner.
+        """
+
+    async def heartbeat(self, owner: str, lease_seconds: float, run_ids: Sequence[str]) -> int:
+        """Extend ``owner``'s lease on the given runs it still holds; returns how many.
+
+        Naming the runs (rather than all of the owner's) lets a run whose executor died
+        expire and be claimed again, even while its worker lives on.
+        """
+
+    async def release(self, owner: str) -> None:
+        """Let go of every run ``owner`` holds, so another worker can take it at once."""
+
+    async def expire_owners(self, owners: Sequence[str]) -> int:
+        """End the leases of owners known to be dead; returns the runs freed."""
+
+    async def active_owners(self) -> list[str]:
+        """Owners holding an unexpired lease on some run."""
+
+    async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
+        """Write many runs' checkpoints in one transaction (group commit).
+
+        Each checkpoint lands whole, or not at all when its writer no longer holds the
+        lease (owner and epoch); the others are unaffected. Results are in batch order.
+        """
+
+    async def operate(self, change: OperatorChange) -> RunRecord | None:
+        """Apply an operator's action if the run's status allows; ``None`` if it does not."""
+
+    async def list_runs(
+        self, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        """Most recent first."""
+
+    async def read_events(self, run_id: str) -> list[EventRecord]:
+        """The run's audit trail, oldest first."""
+
+    async def aclose(self) -> None: ...

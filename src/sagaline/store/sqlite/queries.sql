@@ -1,0 +1,92 @@
+-- The SQLite dialect. Times are Unix seconds; "now" is the database's clock:
+-- (julianday('now') - 2440587.5) * 86400.0
+
+-- name: insert_run
+INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
+                  created_at, updated_at)
+VALUES (:run_id, :workflow, :status, :input, :queue, :owner,
+        CASE WHEN :owner IS NULL THEN NULL
+             ELSE (julianday('now') - 2440587.5) * 86400.0 + :lease END,
+        CASE WHEN :owner IS NULL THEN 0 ELSE 1 END, :at, :at)
+ON CONFLICT (run_id) DO NOTHING
+
+-- name: select_run
+SELECT * FROM runs WHERE run_id = :run_id
+
+-- name: select_steps
+SELECT * FROM steps WHERE run_id = :run_id ORDER BY seq
+
+-- name: claim
+UPDATE runs
+SET owner = :owner,
+    lease_until = (julianday('now') - 2440587.5) * 86400.0 + :lease,
+    lease_epoch = lease_epoch + 1,
+    status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END
+WHERE run_id IN (
+    SELECT run_id FROM runs
+    WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+      AND (owner IS NULL OR lease_until < (julianday('now') - 2440587.5) * 86400.0)
+      AND workflow IN (SELECT value FROM json_each(:workflows))
+      AND (:run_id IS NULL OR run_id = :run_id)
+    ORDER BY created_at
+    LIMIT :limit)
+RETURNING *
+
+-- name: heartbeat
+UPDATE runs SET lease_until = (julianday('now') - 2440587.5) * 86400.0 + :lease
+WHERE owner = :owner AND run_id IN (SELECT value FROM json_each(:run_ids))
+
+-- name: release
+UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = :owner
+
+-- name: expire_owner
+UPDATE runs SET lease_until = 0 WHERE owner = :owner
+
+-- name: active_owners
+SELECT DISTINCT owner FROM runs
+WHERE owner IS NOT NULL AND lease_until >= (julianday('now') - 2440587.5) * 86400.0
+
+-- name: fence
+UPDATE runs SET updated_at = :at
+WHERE run_id = :run_id AND owner = :owner AND lease_epoch = :epoch
+RETURNING cancel_requested
+
+-- name: change_run
+UPDATE runs
+SET status = :status, output = :output, error = :error, updated_at = :at,
+    owner = CASE WHEN :release THEN NULL ELSE owner END,
+    lease_until = CASE WHEN :release THEN NULL ELSE lease_until END
+WHERE run_id = :run_id
+
+-- name: upsert_step
+INSERT OR REPLACE INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
+                              compensable, pivot, compensates_seq, done_index, started_at,
+                              finished_at)
+VALUES (:run_id, :seq, :name, :kind, :status, :input, :output, :error, :attempts,
+        :compensable, :pivot, :compensates_seq, :done_index, :started_at, :finished_at)
+
+-- name: insert_event
+INSERT INTO events (run_id, at, type, seq, data) VALUES (:run_id, :at, :type, :seq, :data)
+
+-- name: operate
+UPDATE runs
+SET status = COALESCE(:to_status, status),
+    cancel_requested = MAX(cancel_requested, :cancel),
+    updated_at = :at
+WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:from_statuses))
+RETURNING *
+
+-- name: delete_step
+DELETE FROM steps WHERE run_id = :run_id AND seq = :seq
+
+-- name: skip_step
+UPDATE steps SET status = 'SKIPPED' WHERE run_id = :run_id AND seq = :seq
+
+-- name: list_runs
+SELECT * FROM runs ORDER BY created_at DESC, run_id LIMIT :limit
+
+-- name: list_runs_by_status
+SELECT * FROM runs WHERE status = :status ORDER BY created_at DESC, run_id LIMIT :limit
+
+-- name: select_events
+SELECT * FROM events WHERE run_id = :run_id ORDER BY id

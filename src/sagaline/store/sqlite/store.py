@@ -1,0 +1,412 @@
+"""SQLite store: the embedded default, durable (WAL, synchronous=FULL), one file.
+
+The sqlite3 module blocks, so one dedicated thread owns the connection and every call hops
+onto it; that also serialises this process's transactions, which SQLite needs anyway.
+Several processes may share the file: writers take the lock with BEGIN IMMEDIATE and wait
+on it through busy_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sagaline.model.errors import (
+    DatabaseError,
+    NotASagalineDatabaseError,
+    SchemaTooNewError,
+)
+from sagaline.model.records import (
+    Checkpoint,
+    CommitResult,
+    EventRecord,
+    NewRun,
+    OperatorChange,
+    RunRecord,
+    StepRecord,
+)
+from sagaline.model.status import RunStatus, StepKind, StepStatus
+from sagaline.store.queries import load_migrations, load_queries
+
+T = TypeVar("T")
+
+APPLICATION_ID = 0x5341474C  # "SAGL": marks the file as a sagaline database
+_Q = load_queries("sagaline.store.sqlite")
+
+
+def path_from_url(url: str) -> str:
+    """``sqlite:///rel.db`` is relative, ``sqlite:////abs.db`` absolute, ``sqlite://`` memory."""
+    if not url.startswith("sqlite://"):
+        raise DatabaseError(f"not a SQLite URL: {url!r}; use sqlite:///path/to/file.db")
+    rest = url[len("sqlite://") :]
+    if rest in ("", "/", "/:memory:"):
+        return ":memory:"
+    if not rest.startswith("/"):
+        raise DatabaseError(f"bad SQLite URL {url!r}; use sqlite:///path/to/file.db")
+    return rest[1:]
+
+
+class SqliteStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = path_from_url(url)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sagaline-sqlite")
+        self._conn: sqlite3.Connection | None = None
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._conn is not None, "store used before open()"
+            return fn(self._conn)
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        return await self._call(run)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        def connect() -> sqlite3.Connection:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            try:
+                _migrate(conn, self.path)
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    async def aclose(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
+        self._thread.shutdown(wait=True)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def create_run(
+        self, run: NewRun, owner: str | None, lease_seconds: float
+    ) -> tuple[RunRecord, bool]:
+        def tx(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
+            status = RunStatus.RUNNING if owner else RunStatus.PENDING
+            cur = conn.execute(
+                _Q["insert_run"],
+                {
+                    "run_id": run.run_id,
+                    "workflow": run.workflow,
+                    "status": status.value,
+                    "input": run.input,
+                    "queue": run.queue,
+                    "owner": owner,
+                    "lease": lease_seconds,
+                    "at": run.at,
+                },
+            )
+            created = cur.rowcount == 1
+            if created:
+                _insert_event(conn, run.run_id, "RunStarted", run.at, None, {"status": status})
+            row = conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()
+            return _run(row), created
+
+        return await self._tx(tx)
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        def q(conn: sqlite3.Connection) -> RunRecord | None:
+            row = conn.execute(_Q["select_run"], {"run_id": run_id}).fetchone()
+            return None if row is None else _run(row)
+
+        return await self._call(q)
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        def q(conn: sqlite3.Connection) -> list[StepRecord]:
+            return [_step(r) for r in conn.execute(_Q["select_steps"], {"run_id": run_id})]
+
+        return await self._call(q)
+
+    async def list_runs(
+        self, status: RunStatus | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        def q(conn: sqlite3.Connection) -> list[RunRecord]:
+            if status is None:
+                rows = conn.execute(_Q["list_runs"], {"limit": limit})
+            else:
+                rows = conn.execute(
+                    _Q["list_runs_by_status"], {"status": status.value, "limit": limit}
+                )
+            return [_run(r) for r in rows]
+
+        return await self._call(q)
+
+    async def read_events(self, run_id: str) -> list[EventRecord]:
+        def q(conn: sqlite3.Connection) -> list[EventRecord]:
+            return [_event(r) for r in conn.execute(_Q["select_events"], {"run_id": run_id})]
+
+        return await self._call(q)
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        limit: int,
+        run_id: str | None = None,
+    ) -> list[RunRecord]:
+        if not workflows:
+            return []
+        params = {
+            "owner": owner,
+            "lease": lease_seconds,
+            "workflows": json.dumps(list(workflows)),
+            "limit": limit,
+            "run_id": run_id,
+        }
+
+        def tx(conn: sqlite3.Connection) -> list[RunRecord]:
+            return [_run(r) for r in conn.execute(_Q["claim"], params).fetchall()]
+
+        return await self._tx(tx)
+
+    async def heartbeat(self, owner: str, lease_seconds: float, run_ids: Sequence[str]) -> int:
+        params = {"owner": owner, "lease": lease_seconds, "run_ids": json.dumps(list(run_ids))}
+
+        def tx(conn: sqlite3.Connection) -> int:
+            return conn.execute(_Q["heartbeat"], params).rowcount
+
+        return await self._tx(tx)
+
+    async def release(self, owner: str) -> None:
+        await self._tx(lambda conn: conn.execute(_Q["release"], {"owner": owner}))
+
+    async def expire_owners(self, owners: Sequence[str]) -> int:
+        def tx(conn: sqlite3.Connection) -> int:
+            return sum(conn.execute(_Q["expire_owner"], {"owner": o}).rowcount for o in owners)
+
+        return await self._tx(tx)
+
+    async def active_owners(self) -> list[str]:
+        def q(conn: sqlite3.Connection) -> list[str]:
+            return [row[0] for row in conn.execute(_Q["active_owners"])]
+
+        return await self._call(q)
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
+        def tx(conn: sqlite3.Connection) -> list[CommitResult]:
+            return [_apply_checkpoint(conn, cp) for cp in batch]
+
+        return await self._tx(tx)
+
+    async def operate(self, change: OperatorChange) -> RunRecord | None:
+        def tx(conn: sqlite3.Connection) -> RunRecord | None:
+            ev = change.event
+            row = conn.execute(
+                _Q["operate"],
+                {
+                    "run_id": change.run_id,
+                    "to_status": change.to_status.value if change.to_status else None,
+                    "cancel": int(change.request_cancel),
+                    "at": ev.at,
+                    "from_statuses": json.dumps([s.value for s in change.from_statuses]),
+                },
+            ).fetchone()
+            if row is None:
+                return None
+            key = {"run_id": change.run_id}
+            if change.delete_step_seq is not None:
+                conn.execute(_Q["delete_step"], {**key, "seq": change.delete_step_seq})
+            if change.skip_step_seq is not None:
+                conn.execute(_Q["skip_step"], {**key, "seq": change.skip_step_seq})
+            _insert_event(conn, change.run_id, ev.type, ev.at, ev.seq, ev.data)
+            return _run(row)
+
+        return await self._tx(tx)
+
+
+def _apply_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> CommitResult:
+    conn.execute("SAVEPOINT checkpoint")
+    at = max((ev.at for ev in cp.events), default=0.0)
+    fenced = conn.execute(
+        _Q["fence"], {"run_id": cp.run_id, "owner": cp.owner, "epoch": cp.epoch, "at": at}
+    ).fetchone()
+    if fenced is None:
+        conn.execute("ROLLBACK TO checkpoint")
+        conn.execute("RELEASE checkpoint")
+        return CommitResult(cp.run_id, landed=False)
+    for step in cp.steps:
+        conn.execute(_Q["upsert_step"], _step_params(cp.run_id, step))
+    for ev in cp.events:
+        _insert_event(conn, cp.run_id, ev.type, ev.at, ev.seq, ev.data)
+    if cp.change is not None:
+        ch = cp.change
+        conn.execute(
+            _Q["change_run"],
+            {
+                "run_id": cp.run_id,
+                "status": ch.status.value,
+                "output": ch.output,
+                "error": None if ch.error is None else json.dumps(ch.error),
+                "release": int(ch.release),
+                "at": at,
+            },
+        )
+    conn.execute("RELEASE checkpoint")
+    return CommitResult(cp.run_id, landed=True, cancel_requested=bool(fenced[0]))
+
+
+def _insert_event(
+    conn: sqlite3.Connection,
+    run_id: str,
+    type_: str,
+    at: float,
+    seq: int | None,
+    data: dict[str, Any],
+) -> None:
+    conn.execute(
+        _Q["insert_event"],
+        {"run_id": run_id, "at": at, "type": type_, "seq": seq, "data": json.dumps(data)},
+    )
+
+
+def _step_params(run_id: str, s: StepRecord) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "seq": s.seq,
+        "name": s.name,
+        "kind": s.kind.value,
+        "status": s.status.value,
+        "input": s.input,
+        "output": s.output,
+        "error": None if s.error is None else json.dumps(s.error),
+        "attempts": s.attempts,
+        "compensable": int(s.compensable),
+        "pivot": int(s.pivot),
+        "compensates_seq": s.compensates_seq,
+        "done_index": s.done_index,
+        "started_at": s.started_at,
+        "finished_at": s.finished_at,
+    }
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        workflow=row["workflow"],
+        status=RunStatus(row["status"]),
+        input=bytes(row["input"]),
+        output=None if row["output"] is None else bytes(row["output"]),
+        error=None if row["error"] is None else json.loads(row["error"]),
+        queue=row["queue"],
+        owner=row["owner"],
+        lease_epoch=row["lease_epoch"],
+        cancel_requested=bool(row["cancel_requested"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _step(row: sqlite3.Row) -> StepRecord:
+    return StepRecord(
+        seq=row["seq"],
+        name=row["name"],
+        kind=StepKind(row["kind"]),
+        status=StepStatus(row["status"]),
+        input=None if row["input"] is None else bytes(row["input"]),
+        output=None if row["output"] is None else bytes(row["output"]),
+        error=None if row["error"] is None else json.loads(row["error"]),
+        attempts=row["attempts"],
+        compensable=bool(row["compensable"]),
+        pivot=bool(row["pivot"]),
+        compensates_seq=row["compensates_seq"],
+        done_index=row["done_index"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _event(row: sqlite3.Row) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        run_id=row["run_id"],
+        at=row["at"],
+        type=row["type"],
+        seq=row["seq"],
+        data=json.loads(row["data"]),
+    )
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+def schema_version() -> int:
+    return load_migrations("sagaline.store.sqlite")[-1][0]
+
+
+def _migrate(conn: sqlite3.Connection, where: str) -> None:
+    """Bring the file to the current schema; refuse files that are not ours or too new."""
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.DatabaseError as exc:
+        raise NotASagalineDatabaseError(
+            f"{where} is not a SQLite database ({exc}); point --db / Engine(url) at a "
+            f"sagaline database file, or at a new path to create one"
+        ) from exc
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id != APPLICATION_ID and (tables or version):
+            raise NotASagalineDatabaseError(
+                f"{where} is a SQLite database but not a sagaline one (it has other tables); "
+                f"use a new file for sagaline"
+            )
+        migrations = load_migrations("sagaline.store.sqlite")
+        known = migrations[-1][0]
+        if version > known:
+            raise SchemaTooNewError(where, version, known)
+        for number, script in migrations:
+            if number > version:
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {int(number)}")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
