@@ -21,6 +21,7 @@ UPDATE runs
 SET owner = :owner,
     lease_until = (julianday('now') - 2440587.5) * 86400.0 + :lease,
     lease_epoch = lease_epoch + 1,
+    updated_at = (julianday('now') - 2440587.5) * 86400.0,
     status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END
 WHERE run_id IN (
     SELECT run_id FROM runs

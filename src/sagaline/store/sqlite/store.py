@@ -123,7 +123,7 @@ class SqliteStore:
             )
             created = cur.rowcount == 1
             if created:
-                _insert_event(conn, run.run_id, "RunStarted", run.at, None, {"status": status})
+                _insert_event(conn, run.run_id, "RunStarted", run.at, None, {"workflow": run.workflow})
             row = conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()
             return _run(row), created
 
@@ -183,7 +183,11 @@ class SqliteStore:
         }
 
         def tx(conn: sqlite3.Connection) -> list[RunRecord]:
-            return [_run(r) for r in conn.execute(_Q["claim"], params).fetchall()]
+            runs = [_run(r) for r in conn.execute(_Q["claim"], params).fetchall()]
+            for run in runs:
+                data = {"owner": owner, "epoch": run.lease_epoch}
+                _insert_event(conn, run.run_id, "RunClaimed", run.updated_at, None, data)
+            return runs
 
         return await self._tx(tx)
 

@@ -1,0 +1,124 @@
+"""The ``sagaline`` command. A surface: it calls the engine and renders; nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+
+from sagaline.console import make_console, runs_table, styled_status, timeline_table
+from sagaline.engine.engine import Engine
+from sagaline.model.errors import SagalineError
+from sagaline.model.status import RunStatus
+
+T = TypeVar("T")
+console = make_console()
+app = typer.Typer(
+    help="sagaline: durable sagas. Inspect and operate runs, or run the demo.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="See and operate runs.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
+DbOption = Annotated[
+    str, typer.Option("--db", help="Database URL (env SAGALINE_DB).", show_default=True)
+]
+
+
+def _run(url: str, action: Callable[[Engine], Awaitable[T]]) -> T:
+    """Run ``action`` on a client engine; a SagalineError becomes a message and exit code 1."""
+
+    async def go() -> T:
+        async with Engine(url, worker=False) as engine:
+            return await action(engine)
+
+    try:
+        return asyncio.run(go())
+    except SagalineError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def demo(
+    db: Annotated[str, typer.Option("--db", help="Database URL.")] = "sqlite:///sagaline-demo.db",
+) -> None:
+    """Run the order saga three ways on SQLite: happy, declined, and crashed mid-saga."""
+    from sagaline.demo.run import run_demo
+
+    try:
+        ok = asyncio.run(run_demo(db, console))
+    except SagalineError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(0 if ok else 1)
+
+
+@runs_app.command("list")
+def list_runs(
+    db: DbOption = DEFAULT_DB,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs with this status, e.g. COMPENSATION_FAILED.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs.")] = 50,
+) -> None:
+    """List runs, most recent first."""
+    wanted: RunStatus | None = None
+    if status is not None:
+        try:
+            wanted = RunStatus(status.upper())
+        except ValueError:
+            names = ", ".join(s.value for s in RunStatus)
+            console.print(f"[red]error:[/red] unknown status {status!r}; use one of {names}")
+            raise typer.Exit(2) from None
+    runs = _run(db, lambda e: e.list_runs(wanted, limit))
+    console.print(runs_table(runs))
+
+
+@runs_app.command("show")
+def show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+    """Show a run's timeline: every transition, with timings."""
+
+    async def read(engine: Engine) -> None:
+        run = await engine.get_run(run_id)
+        console.print(timeline_table(run, await engine.history(run_id)))
+        if run.error:
+            console.print(f"error: {run.error.get('message')}")
+
+    _run(db, read)
+
+
+@runs_app.command("cancel")
+def cancel(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+    """Cancel a run: it stops at its next step and its completed steps are compensated."""
+    run = _run(db, lambda e: e.cancel(run_id))
+    console.print(f"cancel requested for {run_id} (now {styled_status(run.status)})")
+
+
+@runs_app.command("retry")
+def retry(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+    """Try a parked run again (COMPENSATION_FAILED, FAILED_AFTER_PIVOT, BLOCKED)."""
+    run = _run(db, lambda e: e.retry(run_id))
+    console.print(f"{run_id} will be retried by a worker (now {styled_status(run.status)})")
+
+
+@runs_app.command("skip")
+def skip(
+    run_id: str,
+    reason: Annotated[str, typer.Option(help="Why the compensation is resolved by hand.")],
+    by: Annotated[str, typer.Option(help="Who resolved it.")] = os.environ.get("USER", "operator"),
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Mark a failed compensation as resolved by hand; unwinding then goes on."""
+    run = _run(db, lambda e: e.skip_compensation(run_id, reason=reason, by=by))
+    console.print(f"compensation skipped for {run_id} (now {styled_status(run.status)})")
+
+
+def main() -> None:
+    app()
