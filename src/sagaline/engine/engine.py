@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar, overload
 from sagaline.engine.commit import GroupCommitter
 from sagaline.engine.registry import WorkflowDef, get_workflow, workflow_names
 from sagaline.engine.runtime import Runtime
+from sagaline.engine.wake import wait_event
 from sagaline.engine.worker import Worker, new_owner_id
 from sagaline.model import operations
 from sagaline.model.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec
@@ -90,12 +91,15 @@ class Engine:
             dead worker's runs are taken over within about this long (at once on its host).
         poll_interval: how often an idle worker looks for runs started elsewhere.
         max_payload_bytes: the largest encoded input, result or argument list.
+        store: a ready-made (unopened) store instead of one built from ``url``, for
+            instance a fault-injecting wrapper from :mod:`sagaline.testing`.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
+        store: Store | None = None,
         worker: bool = True,
         concurrency: int = 100,
         lease_seconds: float = 10.0,
@@ -107,7 +111,8 @@ class Engine:
             raise SagalineError(
                 "concurrency must be at least 1, lease_seconds and poll_interval positive"
             )
-        self.url = url or DEFAULT_URL
+        self.url = store.url if store is not None else url or DEFAULT_URL
+        self._given_store = store
         self.codec = Codec(max_payload_bytes)
         self._embed_worker = worker
         self._concurrency = concurrency
@@ -136,7 +141,7 @@ class Engine:
     async def open(self) -> None:
         if self._store is not None:
             return
-        store = open_store(self.url)
+        store = self._given_store or open_store(self.url)
         await store.open()
         self._store = store
         if self._embed_worker:
@@ -249,8 +254,7 @@ class Engine:
                 if run.status.is_settled:
                     return run
                 # Runs executed here wake us at once; runs elsewhere are polled.
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), delay)
+                await wait_event(event, delay)
                 delay = min(delay * 2, 1.0)
 
         return await asyncio.wait_for(settle(), timeout)

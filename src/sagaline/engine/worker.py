@@ -19,6 +19,7 @@ from sagaline.engine.context import RunContext
 from sagaline.engine.executor import execute
 from sagaline.engine.registry import workflow_names
 from sagaline.engine.runtime import Runtime
+from sagaline.engine.wake import wait_event
 from sagaline.model.records import RunRecord
 
 log = logging.getLogger("sagaline.worker")
@@ -130,8 +131,7 @@ class Worker:
             except Exception as exc:
                 log.warning("claiming runs failed (%s); retrying in %.1f s", exc, backoff)
                 backoff = min(backoff * 2, 30.0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), backoff)
+            await wait_event(self._wake, backoff)
             self._wake.clear()
 
     async def _claim_once(self) -> None:

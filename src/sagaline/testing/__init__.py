@@ -1,0 +1,5 @@
+"""Test kit for sagaline users and for sagaline itself."""
+
+from sagaline.testing.faults import CrashingStore
+
+__all__ = ["CrashingStore"]
