@@ -123,7 +123,14 @@ class Signature:
         return [bound.arguments[p.name] for p in self.params]
 
     def encode_args(self, codec: Codec, values: list[Any]) -> bytes:
-        return codec.encode(values, f"{self.owner} arguments")
+        from sagaline.model.errors import PayloadEncodeError
+
+        try:
+            return codec.encode(values, f"{self.owner} arguments")
+        except PayloadEncodeError:
+            for param, value in zip(self.params, values, strict=True):
+                codec.encode(value, f"{self.owner} argument {param.name!r}")
+            raise
 
     def decode_args(self, codec: Codec, data: bytes) -> list[Any]:
         raws: list[msgspec.Raw] = codec.decode(data, self._args_type, f"{self.owner} arguments")

@@ -368,30 +368,34 @@ def schema_version() -> int:
 
 
 def _migrate(conn: sqlite3.Connection, where: str) -> None:
-    """Bring the file to the current schema; refuse files that are not ours or too new."""
+    """Bring the file to the current schema; refuse files that are not ours or too new.
+
+    The checks run before anything is written (even the switch to WAL), so a file that is
+    refused is left exactly as it was.
+    """
     try:
         conn.execute("PRAGMA busy_timeout = 10000")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("BEGIN IMMEDIATE")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         raise NotASagalineDatabaseError(
             f"{where} is not a SQLite database ({exc}); point --db / Engine(url) at a "
             f"sagaline database file, or at a new path to create one"
         ) from exc
+    if app_id != APPLICATION_ID and tables:
+        raise NotASagalineDatabaseError(
+            f"{where} is a SQLite database but not a sagaline one (it has other tables); "
+            f"use a new file for sagaline"
+        )
+    migrations = load_migrations("sagaline.store.sqlite")
+    known = migrations[-1][0]
+    if conn.execute("PRAGMA user_version").fetchone()[0] > known:
+        raise SchemaTooNewError(where, conn.execute("PRAGMA user_version").fetchone()[0], known)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id != APPLICATION_ID and (tables or version):
-            raise NotASagalineDatabaseError(
-                f"{where} is a SQLite database but not a sagaline one (it has other tables); "
-                f"use a new file for sagaline"
-            )
-        migrations = load_migrations("sagaline.store.sqlite")
-        known = migrations[-1][0]
-        if version > known:
-            raise SchemaTooNewError(where, version, known)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
         for number, script in migrations:
             if number > version:
                 for statement in _statements(script):
