@@ -116,7 +116,7 @@ async def _check_recorded_once(db: str, run_id: str) -> list[str]:
         run = await engine.get_run(run_id)
         events = await engine.history(run_id)
         steps = await engine.steps(run_id)
-    recorded = Counter(e.seq for e in events if e.type in ("StepSucceeded", "StepFailed"))
+    recorded = Counter(e.seq or 0 for e in events if e.type in ("StepSucceeded", "StepFailed"))
     assert all(n == 1 for n in recorded.values()), recorded
     assert sorted(recorded) == [s.seq for s in steps if s.kind == "step"]
     undone = Counter(e.data["step"] for e in events if e.type == "CompensationSucceeded")

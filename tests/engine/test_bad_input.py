@@ -63,8 +63,8 @@ async def test_unknown_run_id_says_how_to_list_runs(engine: Engine) -> None:
 def test_sync_workflow_is_refused_at_definition() -> None:
     with pytest.raises(DefinitionError, match="must be an `async def`"):
 
-        @workflow
-        def not_async() -> None:  # type: ignore[arg-type]
+        @workflow  # type: ignore[arg-type]
+        def not_async() -> None:
             pass
 
 

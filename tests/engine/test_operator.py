@@ -31,7 +31,9 @@ async def _parked(engine: Engine, plan: Plan, status: RunStatus) -> str:
 
 
 async def test_compensation_is_retried_with_backoff_then_succeeds(engine: Engine) -> None:
-    run_id = await _parked(engine, Plan("c1", fail_charge=True, fail_release=2), RunStatus.COMPENSATED)
+    run_id = await _parked(
+        engine, Plan("c1", fail_charge=True, fail_release=2), RunStatus.COMPENSATED
+    )
     assert CALLS.count("release") == 3
     failed = [e for e in await engine.history(run_id) if e.type == "CompensationAttemptFailed"]
     assert [e.data["retry_in"] for e in failed] == [0.01, 0.02]

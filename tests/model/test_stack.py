@@ -79,7 +79,5 @@ def test_pending_compensations_match_reference(
         status = StepStatus.SKIPPED if of in skipped else StepStatus.SUCCEEDED
         steps.append(_comp(seq, of, status))
     done = resolved | skipped
-    expected = [
-        i + 1 for i, (c, ok) in enumerate(flags) if c and ok and (i + 1) not in done
-    ][::-1]
+    expected = [i + 1 for i, (c, ok) in enumerate(flags) if c and ok and (i + 1) not in done][::-1]
     assert [r.seq for r in stack.pending_compensations(steps)] == expected

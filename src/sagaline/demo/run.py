@@ -90,9 +90,7 @@ async def _show(engine: Engine, console: Console, order: Order, expected: str) -
     run = await engine.get_run(order.order_id)
     console.print(timeline_table(run, await engine.history(order.order_id)))
     counts = ledger_counts(order.ledger, order.order_id)
-    console.print(
-        "executions: " + ", ".join(f"{short_name(k)} ×{v}" for k, v in counts.items())
-    )
+    console.print("executions: " + ", ".join(f"{short_name(k)} ×{v}" for k, v in counts.items()))
     good = run.status.value == expected
     mark = "[green]as expected[/green]" if good else f"[red]expected {expected}[/red]"
     console.print(f"final status {styled_status(run.status)} · {mark}\n")

@@ -18,7 +18,7 @@ from sagaline.engine.runtime import Runtime
 from sagaline.model.retry import RetryPolicy
 
 
-class StepTimeout(Exception):  # noqa: N818 - recorded by name in the audit trail
+class StepTimeout(Exception):
     """An attempt ran longer than the step's ``timeout``."""
 
 

@@ -134,7 +134,13 @@ class RunContext:
             self.check_boundary()
 
         outcome = await call_with_retries(
-            self.rt, sdef.fn, sdef.is_async, call_args, call_kwargs, sdef.retry, sdef.timeout,
+            self.rt,
+            sdef.fn,
+            sdef.is_async,
+            call_args,
+            call_kwargs,
+            sdef.retry,
+            sdef.timeout,
             on_failure,
         )
         output: bytes | None = None

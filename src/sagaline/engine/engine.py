@@ -281,9 +281,7 @@ class Engine:
         await self.get_run(run_id)
         return await self.store.load_steps(run_id)
 
-    async def list_runs(
-        self, status: RunStatus | None = None, limit: int = 100
-    ) -> list[RunRecord]:
+    async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         return await self.store.list_runs(status, limit)
 
     # -- operating ------------------------------------------------------------------------

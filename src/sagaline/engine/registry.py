@@ -84,7 +84,7 @@ class StepDef(Generic[P, R]):
         return result
 
     @overload
-    def compensate(self, fn: F, /) -> F: ...
+    def compensate(self, fn: F) -> F: ...
 
     @overload
     def compensate(
@@ -93,18 +93,17 @@ class StepDef(Generic[P, R]):
 
     def compensate(
         self,
-        fn: F | None = None,
-        /,
+        fn: Any = None,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
-    ) -> F | Callable[[F], F]:
+    ) -> Any:
         """Register the undo of this step, called with the step's arguments and its result.
 
         Returns the function unchanged, so it stays directly callable in unit tests.
         """
 
-        def register(comp: F) -> F:
+        def register(comp: Any) -> Any:
             if self.pivot:
                 raise DefinitionError(
                     f"step {self.name!r} is a pivot: it cannot be undone, so it cannot have "

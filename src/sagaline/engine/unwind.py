@@ -66,7 +66,9 @@ async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -
             rec.output or b"null", sdef.signature.return_type, f"step {rec.name!r} result"
         )
     except SagalineError as exc:
-        outcome = Outcome(False, None, {"type": type(exc).__name__, "message": str(exc)}, 0, started)
+        outcome = Outcome(
+            False, None, {"type": type(exc).__name__, "message": str(exc)}, 0, started
+        )
     else:
         args, kwargs = sdef.signature.call_parts(values)
 
@@ -86,7 +88,13 @@ async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -
             )
 
         outcome = await call_with_retries(
-            ctx.rt, comp.fn, comp.is_async, [*args, result], kwargs, comp.retry, comp.timeout,
+            ctx.rt,
+            comp.fn,
+            comp.is_async,
+            [*args, result],
+            kwargs,
+            comp.retry,
+            comp.timeout,
             on_failure,
         )
     crec = StepRecord(
@@ -107,7 +115,9 @@ async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -
     )
     detail: dict[str, Any] = {"step": rec.name, "compensation": name, "attempts": outcome.attempts}
     if outcome.ok:
-        await ctx.checkpoint(steps=[crec], events=[ctx.event(ev.COMPENSATION_SUCCEEDED, seq, **detail)])
+        await ctx.checkpoint(
+            steps=[crec], events=[ctx.event(ev.COMPENSATION_SUCCEEDED, seq, **detail)]
+        )
         return True
     failure = {**detail, "error": outcome.error}
     await ctx.checkpoint(

@@ -207,5 +207,5 @@ class LeaseLostError(SagalineError):
         super().__init__(f"this worker lost its lease on run {run_id!r}; another worker owns it")
 
 
-class NonRetryable(Exception):  # noqa: N818 - the public name is fixed by the API
+class NonRetryable(Exception):
     """Raise a subclass of this from a step to fail it at once, without retries."""

@@ -23,8 +23,10 @@ def plan_cancel(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorC
             f"run {rid!r} is already being compensated ({status.value}); use "
             f"`sagaline runs retry {rid}` or `sagaline runs skip {rid}` to move it on"
         )
-    if pivot is not None and status is not RunStatus.FAILED_AFTER_PIVOT and (
-        status is not RunStatus.BLOCKED
+    if (
+        pivot is not None
+        and status is not RunStatus.FAILED_AFTER_PIVOT
+        and (status is not RunStatus.BLOCKED)
     ):
         raise InvalidOperationError(
             f"run {rid!r} has passed its pivot step {pivot!r} and can only go forward; "

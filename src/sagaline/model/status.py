@@ -37,9 +37,7 @@ class RunStatus(StrEnum):
 TERMINAL = frozenset(
     {RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.FAILED, RunStatus.CANCELLED}
 )
-PARKED = frozenset(
-    {RunStatus.COMPENSATION_FAILED, RunStatus.FAILED_AFTER_PIVOT, RunStatus.BLOCKED}
-)
+PARKED = frozenset({RunStatus.COMPENSATION_FAILED, RunStatus.FAILED_AFTER_PIVOT, RunStatus.BLOCKED})
 # Statuses a worker claims and drives forward.
 ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.COMPENSATING})
 

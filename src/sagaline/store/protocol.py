@@ -86,9 +86,7 @@ class Store(Protocol):
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         """Apply an operator's action if the run's status allows; ``None`` if it does not."""
 
-    async def list_runs(
-        self, status: RunStatus | None = None, limit: int = 100
-    ) -> list[RunRecord]:
+    async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Most recent first."""
 
     async def read_events(self, run_id: str) -> list[EventRecord]:

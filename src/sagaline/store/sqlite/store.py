@@ -123,7 +123,9 @@ class SqliteStore:
             )
             created = cur.rowcount == 1
             if created:
-                _insert_event(conn, run.run_id, "RunStarted", run.at, None, {"workflow": run.workflow})
+                _insert_event(
+                    conn, run.run_id, "RunStarted", run.at, None, {"workflow": run.workflow}
+                )
             row = conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()
             return _run(row), created
 
@@ -142,9 +144,7 @@ class SqliteStore:
 
         return await self._call(q)
 
-    async def list_runs(
-        self, status: RunStatus | None = None, limit: int = 100
-    ) -> list[RunRecord]:
+    async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         def q(conn: sqlite3.Connection) -> list[RunRecord]:
             if status is None:
                 rows = conn.execute(_Q["list_runs"], {"limit": limit})
