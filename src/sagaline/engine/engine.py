@@ -234,7 +234,7 @@ class Engine:
             )
         if created and worker is not None:
             if owner is not None:
-                worker.adopt(run)
+                worker.adopt(run, fresh=True)
             else:
                 worker.wake()
         return RunHandle(self, run_id, wdef)
@@ -250,6 +250,8 @@ class Engine:
             delay = 0.01
             while True:
                 event = self._settled.setdefault(run_id, asyncio.Event())
+                if self._worker is not None and self._worker.executing(run_id):
+                    await event.wait()  # executing here: no need to read until it stops
                 run = await self.get_run(run_id)
                 if run.status.is_settled:
                     return run

@@ -98,16 +98,19 @@ class Worker:
         if ctx is not None:
             ctx.cancel_requested = True
 
-    def adopt(self, run: RunRecord) -> None:
-        """Execute a run this worker has just claimed."""
+    def executing(self, run_id: str) -> bool:
+        return run_id in self._tasks
+
+    def adopt(self, run: RunRecord, fresh: bool = False) -> None:
+        """Execute a run this worker has just claimed (``fresh``: just created, no history)."""
         if run.run_id in self._tasks:
             return
-        task = asyncio.create_task(self._execute(run), name=f"sagaline-run-{run.run_id}")
+        task = asyncio.create_task(self._execute(run, fresh), name=f"sagaline-run-{run.run_id}")
         self._tasks[run.run_id] = task
 
-    async def _execute(self, run: RunRecord) -> None:
+    async def _execute(self, run: RunRecord, fresh: bool) -> None:
         try:
-            records = await self.rt.store.load_steps(run.run_id)
+            records = [] if fresh else await self.rt.store.load_steps(run.run_id)
             ctx = RunContext(self.rt, run, records)
             self._contexts[run.run_id] = ctx
             await execute(ctx)

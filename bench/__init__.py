@@ -1,0 +1,1 @@
+"""Benchmarks: programs, never tests. Each prints ratios against the database's floor."""

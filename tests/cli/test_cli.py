@@ -1,0 +1,93 @@
+"""The ``sagaline`` command, run in its own process as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagaline import Engine, RunFailedError
+from tests.engine import sagas
+from tests.engine.sagas import Plan
+
+
+def sagaline(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sagaline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+
+
+@pytest.fixture
+def parked_db(tmp_path: Path) -> str:
+    """A database holding one completed run and one parked in COMPENSATION_FAILED."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+
+    async def fill() -> None:
+        async with Engine(url) as engine:
+            await (await engine.start(sagas.order, Plan("ok"), run_id="ok")).result()
+            bad = Plan("bad", fail_charge=True, fail_release=99)
+            with contextlib.suppress(RunFailedError):
+                await (await engine.start(sagas.order, bad, run_id="bad")).result()
+
+    asyncio.run(fill())
+    return url
+
+
+def test_demo_runs_three_scenarios(tmp_path: Path) -> None:
+    out = sagaline("demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}").stdout
+    assert out.count("as expected") == 3
+    assert "killed with SIGKILL" in out
+    assert "release_inventory" in out and "cancel_order" in out
+
+
+def test_runs_list_and_filter(parked_db: str) -> None:
+    out = sagaline("runs", "list", "--db", parked_db).stdout
+    assert "ok" in out and "bad" in out and "COMPLETED" in out
+    only = sagaline("runs", "list", "--db", parked_db, "--status", "compensation_failed").stdout
+    assert "COMPENSATION_FAILED" in only and "COMPLETED" not in only
+
+
+def test_runs_show_prints_the_timeline(parked_db: str) -> None:
+    out = sagaline("runs", "show", "bad", "--db", parked_db).stdout
+    for text in ("StepFailed", "CompensationAttemptFailed", "CompensationFailed", "card declined"):
+        assert text in out
+
+
+def test_skip_then_the_worker_finishes_unwinding(parked_db: str) -> None:
+    out = sagaline(
+        "runs", "skip", "bad", "--reason", "fixed by hand", "--by", "ana", "--db", parked_db
+    )
+    assert "COMPENSATING" in out.stdout
+
+    async def finish() -> str:
+        async with Engine(parked_db) as worker:
+            return (await worker.wait("bad", timeout=30)).status.value
+
+    assert asyncio.run(finish()) == "COMPENSATED"
+
+
+def test_errors_are_messages_not_tracebacks(parked_db: str) -> None:
+    missing = sagaline("runs", "show", "nope", "--db", parked_db, check=False)
+    assert missing.returncode == 1
+    assert "run 'nope' not found" in missing.stdout
+    assert "Traceback" not in missing.stdout + missing.stderr
+    wrong = sagaline("runs", "retry", "ok", "--db", parked_db, check=False)
+    assert wrong.returncode == 1 and "only runs parked" in wrong.stdout
+    status = sagaline("runs", "list", "--status", "weird", "--db", parked_db, check=False)
+    assert status.returncode == 2 and "unknown status 'weird'" in status.stdout
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"x" * 4096)
+    result = sagaline("runs", "list", "--db", f"sqlite:///{junk}", check=False)
+    assert result.returncode == 1 and "is not a SQLite database" in result.stdout
