@@ -127,9 +127,7 @@ def main() -> None:
     print(f"engine  {args.sagas} sagas      {saga_s:8.3f} s  ({saga_ms:.3f} ms/saga)")
     print(f"ratio   sagas time / floor time = {saga_s / floor_s:.3f}")
     print(f"        one saga costs {saga_ms / commit_ms:.2f} floor commits (6 are written)")
-    print(
-        f"        saga latency p50 {result['saga_p50_ms']} ms, p99 {result['saga_p99_ms']} ms"
-    )
+    print(f"        saga latency p50 {result['saga_p50_ms']} ms, p99 {result['saga_p99_ms']} ms")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
