@@ -28,11 +28,12 @@ def main() -> int:
             continue
         allowed = set(ORDER[: ORDER.index(own) + 1])
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
-            names: list[str] = []
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
+            else:
+                continue
             for name in names:
                 target = layer_of(name)
                 if target is not None and target not in allowed:
