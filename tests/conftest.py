@@ -1,13 +1,17 @@
 """Fixtures shared by every test: one suite over every store backend.
 
 ``store_url`` is parametrized by backend; engine tests take it (directly or through
-``engine``/``make_engine``) and so run unchanged against each store. PostgreSQL joins the
-parameter list when its store lands.
+``engine``/``make_engine``) and so run unchanged against each store. PostgreSQL tests get a
+fresh schema each, dropped afterwards. Where PostgreSQL is unreachable they skip with the
+reason locally, and fail when ``CI`` is set.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,64 @@ import pytest
 
 from sagaline import Engine
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgres"]
+POSTGRES_URL = os.environ.get(
+    "SAGALINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+_pg_problem: list[str] = []
+
+
+def _postgres_unreachable() -> str | None:
+    """Why PostgreSQL cannot be used, or None; asked once per session."""
+    if not _pg_problem:
+        try:
+            import asyncpg
+
+            async def probe() -> None:
+                conn = await asyncpg.connect(POSTGRES_URL, timeout=5)
+                await conn.close()
+
+            asyncio.run(probe())
+            _pg_problem.append("")
+        except Exception as exc:
+            _pg_problem.append(
+                f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc!r}); start it "
+                f"(pg_ctlcluster 15 main start) or set SAGALINE_TEST_POSTGRES_URL"
+            )
+    return _pg_problem[0] or None
+
+
+def require_postgres() -> None:
+    problem = _postgres_unreachable()
+    if problem is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(problem)
+    pytest.skip(problem)
+
+
+def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(POSTGRES_URL)
+        try:
+            # The name is generated below from hex digits only.
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL for a fresh, empty schema on the test PostgreSQL server."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{sep}schema={schema}"
+    _drop_schema(schema)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -23,7 +84,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     backend: str = request.param
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / 'sagaline.db'}"
-    raise AssertionError(f"unknown backend {backend}")
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 MakeEngine = Callable[..., Engine]

@@ -127,9 +127,9 @@ async def _check_recorded_once(db: str, run_id: str) -> list[str]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
 async def test_worker_killed_mid_saga_resumes_and_finishes(
-    scenario: Scenario, tmp_path: Path
+    scenario: Scenario, store_url: str, tmp_path: Path
 ) -> None:
-    db = f"sqlite:///{tmp_path / 'crash.db'}"
+    db = store_url
     ledger = tmp_path / "ledger.jsonl"
     plan = json.dumps({"order": "o1", **scenario.plan})
     kill = ["--kill-commit", str(scenario.kill_commit)] if scenario.kill_commit else []
@@ -151,8 +151,8 @@ async def test_worker_killed_mid_saga_resumes_and_finishes(
             assert entry["value"] == {"id": "res-o1", "qty": 3}
 
 
-async def test_external_sigkill_during_a_slow_step(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'crash.db'}"
+async def test_external_sigkill_during_a_slow_step(store_url: str, tmp_path: Path) -> None:
+    db = store_url
     ledger = tmp_path / "ledger.jsonl"
     plan = json.dumps({"order": "o2", "slow_ship": 60.0})
     first = _spawn(db, ledger, "--start", "o2", plan)

@@ -48,6 +48,14 @@ class LostLease(RunInterrupted):
     """Another worker owns the run now: stop without writing anything more."""
 
 
+class StoreInterrupted(RunInterrupted):
+    """A checkpoint could not be written (the database went away): stop; resume later.
+
+    Whether the commit landed is unknown, so the run is not continued from memory; it is
+    released and claimed again, and replay reads what really reached the database.
+    """
+
+
 class RunContext:
     def __init__(self, rt: Runtime, run: RunRecord, records: Sequence[StepRecord]) -> None:
         self.rt = rt
@@ -82,7 +90,10 @@ class RunContext:
         cp = Checkpoint(
             self.run.run_id, self.rt.owner, self.run.lease_epoch, list(steps), list(events), change
         )
-        result = await self.rt.committer.commit(cp)
+        try:
+            result = await self.rt.committer.commit(cp)
+        except Exception as exc:
+            raise StoreInterrupted(self.run.run_id) from exc
         if not result.landed:
             raise LostLease(self.run.run_id)
         if result.cancel_requested:

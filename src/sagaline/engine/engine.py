@@ -8,6 +8,7 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from sagaline.engine.commit import GroupCommitter
@@ -89,7 +90,9 @@ class Engine:
         concurrency: runs executed at once by the embedded worker.
         lease_seconds: how long a claimed run stays this worker's without a heartbeat; a
             dead worker's runs are taken over within about this long (at once on its host).
-        poll_interval: how often an idle worker looks for runs started elsewhere.
+        poll_interval: how often an idle worker looks for runs started elsewhere (on
+            PostgreSQL it is also woken by LISTEN/NOTIFY).
+        queues: the queues whose runs the embedded worker executes.
         max_payload_bytes: the largest encoded input, result or argument list.
         store: a ready-made (unopened) store instead of one built from ``url``, for
             instance a fault-injecting wrapper from :mod:`sagaline.testing`.
@@ -106,6 +109,7 @@ class Engine:
         poll_interval: float = 1.0,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         sync_threads: int = 32,
+        queues: Sequence[str] = ("default",),
     ) -> None:
         if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
             raise SagalineError(
@@ -119,6 +123,7 @@ class Engine:
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
         self._sync_threads = sync_threads
+        self._queues = list(queues)
         self._store: Store | None = None
         self._worker: Worker | None = None
         self._threads: ThreadPoolExecutor | None = None
@@ -154,9 +159,11 @@ class Engine:
                 threads=self._threads,
                 lease_seconds=self._lease_seconds,
             )
-            self._worker = Worker(rt, self._concurrency, self._poll_interval, self._notify)
+            self._worker = Worker(
+                rt, self._concurrency, self._poll_interval, self._notify, self._queues
+            )
             await self._warn_unknown_workflows()
-            self._worker.start()
+            await self._worker.start()
 
     async def aclose(self) -> None:
         worker, self._worker = self._worker, None
@@ -224,7 +231,8 @@ class Engine:
         data = wdef.signature.encode_args(self.codec, values)
         run_id = run_id or uuid.uuid4().hex
         worker = self._worker
-        owner = worker.rt.owner if worker is not None and worker.capacity > 0 else None
+        runs_here = worker is not None and worker.capacity > 0 and wdef.queue in worker.queues
+        owner = worker.rt.owner if worker is not None and runs_here else None
         new = NewRun(run_id, wdef.name, data, wdef.queue, _now())
         run, created = await self.store.create_run(new, owner, self._lease_seconds)
         if run.workflow != wdef.name:
@@ -233,7 +241,7 @@ class Engine:
                 f"{wdef.name!r}; choose another run_id"
             )
         if created and worker is not None:
-            if owner is not None:
+            if run.owner is not None:
                 worker.adopt(run, fresh=True)
             else:
                 worker.wake()
@@ -285,6 +293,12 @@ class Engine:
 
     async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         return await self.store.list_runs(status, limit)
+
+    async def set_queue_limit(self, queue: str, limit: int | None) -> None:
+        """At most ``limit`` runs of ``queue`` in flight across all workers (None: no limit)."""
+        if limit is not None and limit < 1:
+            raise SagalineError(f"a queue limit must be at least 1, got {limit}")
+        await self.store.set_queue_limit(queue, limit)
 
     # -- operating ------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from sagaline.engine.context import RunContext
+from sagaline.engine.context import RunContext, StoreInterrupted
 from sagaline.engine.executor import execute
 from sagaline.engine.registry import workflow_names
 from sagaline.engine.runtime import Runtime
@@ -59,8 +59,10 @@ class Worker:
         concurrency: int,
         poll_interval: float,
         on_settled: Callable[[str], None],
+        queues: Sequence[str] = ("default",),
     ) -> None:
         self.rt = rt
+        self.queues = list(queues)
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self._on_settled = on_settled
@@ -73,8 +75,9 @@ class Worker:
     def capacity(self) -> int:
         return self.concurrency - len(self._tasks)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         _live_owners.add(self.rt.owner)
+        await self.rt.store.listen(self.wake)
         self._loops = [
             asyncio.create_task(self._claim_loop(), name="sagaline-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="sagaline-heartbeat"),
@@ -116,6 +119,14 @@ class Worker:
             await execute(ctx)
         except asyncio.CancelledError:
             raise
+        except StoreInterrupted as exc:
+            log.warning(
+                "run %r paused: the database went away mid-run (%s); it resumes when the "
+                "database is back",
+                run.run_id,
+                exc.__cause__,
+            )
+            await self._release_when_possible(run.run_id)
         except Exception:
             # The lease runs out and the run is claimed again; nothing is lost.
             log.exception("run %r stopped on an internal error; it will be retried", run.run_id)
@@ -124,6 +135,18 @@ class Worker:
             self._contexts.pop(run.run_id, None)
             self._on_settled(run.run_id)
             self._wake.set()
+
+    async def _release_when_possible(self, run_id: str) -> None:
+        """Hand the run back so it is claimed again at once, not after its lease."""
+        delay = 0.05
+        deadline = asyncio.get_running_loop().time() + self.rt.lease_seconds
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                await self.rt.store.release(self.rt.owner, run_id)
+                return
+            except Exception:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def _claim_loop(self) -> None:
         backoff = self.poll_interval
@@ -143,13 +166,14 @@ class Worker:
         if dead:
             freed = await self.rt.store.expire_owners(dead)
             log.info("freed %d run(s) held by dead worker(s) %s", freed, ", ".join(dead))
-        if self.capacity <= 0:
-            return
-        runs = await self.rt.store.claim(
-            self.rt.owner, self.rt.lease_seconds, workflow_names(), self.capacity
-        )
-        for run in runs:
-            self.adopt(run)
+        for queue in self.queues:
+            if self.capacity <= 0:
+                return
+            runs = await self.rt.store.claim(
+                self.rt.owner, self.rt.lease_seconds, workflow_names(), self.capacity, queue
+            )
+            for run in runs:
+                self.adopt(run)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.rt.lease_seconds / 3

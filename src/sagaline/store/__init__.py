@@ -15,7 +15,15 @@ def open_store(url: str) -> Store:
         from sagaline.store.sqlite.store import SqliteStore
 
         return SqliteStore(url)
+    if scheme in ("postgresql", "postgres"):
+        try:
+            from sagaline.store.postgres.store import PostgresStore
+        except ImportError as exc:
+            raise DatabaseError(
+                f"PostgreSQL needs the postgres extra: pip install 'sagaline[postgres]' ({exc})"
+            ) from exc
+        return PostgresStore(url)
     raise DatabaseError(
-        f"unsupported database URL {url!r}; use sqlite:///path/to/file.db "
-        f"(PostgreSQL support is planned)"
+        f"unsupported database URL {url!r}; use sqlite:///path/to/file.db or "
+        f"postgresql://user@host:5432/db"
     )

@@ -6,7 +6,7 @@ otherwise. Leases are judged by the database's clock, never the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from sagaline.model.records import (
@@ -38,7 +38,8 @@ class Store(Protocol):
         """Insert the run unless its id exists; returns the run and whether it is new.
 
         Idempotent by ``run_id``. With an ``owner`` the new run is born claimed (RUNNING,
-        epoch 1), which saves the separate claim's commit; without one it is PENDING.
+        epoch 1), which saves the separate claim's commit, unless its queue is at its
+        limit; otherwise it is PENDING.
         """
 
     async def load_run(self, run_id: str) -> RunRecord | None: ...
@@ -52,12 +53,15 @@ class Store(Protocol):
         lease_seconds: float,
         workflows: Sequence[str],
         limit: int,
+        queue: str = "default",
         run_id: str | None = None,
     ) -> list[RunRecord]:
-        """Take up to ``limit`` active runs of the given workflows that nobody holds.
+        """Take up to ``limit`` active runs of ``queue`` and the given workflows.
 
         A run is free when it has no owner or its lease has expired. Each claim bumps the
-        run's lease epoch, which fences out every write of the previous owner.
+        run's lease epoch, which fences out every write of the previous owner. A queue's
+        concurrency limit holds across all workers: claims never put more of its runs in
+        flight than the limit allows.
         """
 
     async def heartbeat(self, owner: str, lease_seconds: float, run_ids: Sequence[str]) -> int:
@@ -67,8 +71,19 @@ class Store(Protocol):
         expire and be claimed again, even while its worker lives on.
         """
 
-    async def release(self, owner: str) -> None:
-        """Let go of every run ``owner`` holds, so another worker can take it at once."""
+    async def release(self, owner: str, run_id: str | None = None) -> None:
+        """Let go of one run (or every run) ``owner`` holds, for another claim at once."""
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` whenever a run becomes claimable elsewhere (best effort).
+
+        Lets idle workers sleep instead of polling; stores without notifications do nothing.
+        """
+
+    async def set_queue_limit(self, queue: str, limit: int | None) -> None:
+        """At most ``limit`` runs of ``queue`` in flight across all workers (None: no limit)."""
+
+    async def queue_limits(self) -> dict[str, int]: ...
 
     async def expire_owners(self, owners: Sequence[str]) -> int:
         """End the leases of owners known to be dead; returns the runs freed."""

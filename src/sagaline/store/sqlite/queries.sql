@@ -28,6 +28,7 @@ WHERE run_id IN (
     WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')
       AND (owner IS NULL OR lease_until < (julianday('now') - 2440587.5) * 86400.0)
       AND workflow IN (SELECT value FROM json_each(:workflows))
+      AND queue = :queue
       AND (:run_id IS NULL OR run_id = :run_id)
     ORDER BY created_at
     LIMIT :limit)
@@ -38,7 +39,27 @@ UPDATE runs SET lease_until = (julianday('now') - 2440587.5) * 86400.0 + :lease
 WHERE owner = :owner AND run_id IN (SELECT value FROM json_each(:run_ids))
 
 -- name: release
-UPDATE runs SET owner = NULL, lease_until = NULL WHERE owner = :owner
+UPDATE runs SET owner = NULL, lease_until = NULL
+WHERE owner = :owner AND (:run_id IS NULL OR run_id = :run_id)
+
+-- name: queue_limit
+SELECT max_concurrency FROM queues WHERE name = :queue
+
+-- name: in_flight
+SELECT count(*) FROM runs
+WHERE queue = :queue AND owner IS NOT NULL
+  AND status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+  AND lease_until >= (julianday('now') - 2440587.5) * 86400.0
+
+-- name: set_queue_limit
+INSERT INTO queues (name, max_concurrency) VALUES (:queue, :limit)
+ON CONFLICT (name) DO UPDATE SET max_concurrency = excluded.max_concurrency
+
+-- name: drop_queue_limit
+DELETE FROM queues WHERE name = :queue
+
+-- name: queue_limits
+SELECT name, max_concurrency FROM queues ORDER BY name
 
 -- name: expire_owner
 UPDATE runs SET lease_until = 0 WHERE owner = :owner

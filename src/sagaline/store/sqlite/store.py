@@ -107,6 +107,9 @@ class SqliteStore:
         self, run: NewRun, owner: str | None, lease_seconds: float
     ) -> tuple[RunRecord, bool]:
         def tx(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
+            nonlocal owner
+            if owner is not None and _free_slots(conn, run.queue) <= 0:
+                owner = None  # the queue is at its limit: wait to be claimed in turn
             status = RunStatus.RUNNING if owner else RunStatus.PENDING
             cur = conn.execute(
                 _Q["insert_run"],
@@ -170,19 +173,24 @@ class SqliteStore:
         lease_seconds: float,
         workflows: Sequence[str],
         limit: int,
+        queue: str = "default",
         run_id: str | None = None,
     ) -> list[RunRecord]:
         if not workflows:
             return []
-        params = {
+        params: dict[str, Any] = {
             "owner": owner,
             "lease": lease_seconds,
             "workflows": json.dumps(list(workflows)),
             "limit": limit,
+            "queue": queue,
             "run_id": run_id,
         }
 
         def tx(conn: sqlite3.Connection) -> list[RunRecord]:
+            params["limit"] = min(limit, _free_slots(conn, queue))
+            if params["limit"] <= 0:
+                return []
             runs = [_run(r) for r in conn.execute(_Q["claim"], params).fetchall()]
             for run in runs:
                 data = {"owner": owner, "epoch": run.lease_epoch}
@@ -199,8 +207,26 @@ class SqliteStore:
 
         return await self._tx(tx)
 
-    async def release(self, owner: str) -> None:
-        await self._tx(lambda conn: conn.execute(_Q["release"], {"owner": owner}))
+    async def release(self, owner: str, run_id: str | None = None) -> None:
+        await self._tx(lambda conn: conn.execute(_Q["release"], {"owner": owner, "run_id": run_id}))
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """SQLite has no notifications: workers in other processes poll."""
+
+    async def set_queue_limit(self, queue: str, limit: int | None) -> None:
+        def tx(conn: sqlite3.Connection) -> None:
+            if limit is None:
+                conn.execute(_Q["drop_queue_limit"], {"queue": queue})
+            else:
+                conn.execute(_Q["set_queue_limit"], {"queue": queue, "limit": limit})
+
+        await self._tx(tx)
+
+    async def queue_limits(self) -> dict[str, int]:
+        def q(conn: sqlite3.Connection) -> dict[str, int]:
+            return {row[0]: row[1] for row in conn.execute(_Q["queue_limits"])}
+
+        return await self._call(q)
 
     async def expire_owners(self, owners: Sequence[str]) -> int:
         def tx(conn: sqlite3.Connection) -> int:
@@ -248,15 +274,21 @@ class SqliteStore:
         return await self._tx(tx)
 
 
+def _free_slots(conn: sqlite3.Connection, queue: str) -> int:
+    """How many more runs of ``queue`` may be in flight (one writer at a time: no race)."""
+    row = conn.execute(_Q["queue_limit"], {"queue": queue}).fetchone()
+    if row is None:
+        return 2**31
+    return int(row[0]) - int(conn.execute(_Q["in_flight"], {"queue": queue}).fetchone()[0])
+
+
 def _apply_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> CommitResult:
-    conn.execute("SAVEPOINT checkpoint")
     at = max((ev.at for ev in cp.events), default=0.0)
+    # The fence goes first: when it matches nothing, nothing of the checkpoint is written.
     fenced = conn.execute(
         _Q["fence"], {"run_id": cp.run_id, "owner": cp.owner, "epoch": cp.epoch, "at": at}
     ).fetchone()
     if fenced is None:
-        conn.execute("ROLLBACK TO checkpoint")
-        conn.execute("RELEASE checkpoint")
         return CommitResult(cp.run_id, landed=False)
     for step in cp.steps:
         conn.execute(_Q["upsert_step"], _step_params(cp.run_id, step))
@@ -275,7 +307,6 @@ def _apply_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> CommitResult:
                 "at": at,
             },
         )
-    conn.execute("RELEASE checkpoint")
     return CommitResult(cp.run_id, landed=True, cancel_requested=bool(fenced[0]))
 
 

@@ -1,0 +1,148 @@
+-- The PostgreSQL dialect. Times are Unix seconds; "now" is the database's clock:
+-- extract(epoch from clock_timestamp())
+
+-- name: insert_run
+INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
+                  created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6::text,
+        CASE WHEN $6::text IS NULL THEN NULL
+             ELSE extract(epoch from clock_timestamp()) + $7 END,
+        CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END, $8, $8)
+ON CONFLICT (run_id) DO NOTHING
+RETURNING run_id
+
+-- name: select_run
+SELECT * FROM runs WHERE run_id = $1
+
+-- name: select_steps
+SELECT * FROM steps WHERE run_id = $1 ORDER BY seq
+
+-- name: claim
+UPDATE runs AS r
+SET owner = $1,
+    lease_until = extract(epoch from clock_timestamp()) + $2,
+    lease_epoch = r.lease_epoch + 1,
+    updated_at = extract(epoch from clock_timestamp()),
+    status = CASE WHEN r.status = 'PENDING' THEN 'RUNNING' ELSE r.status END
+FROM (
+    SELECT run_id FROM runs
+    WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+      AND (owner IS NULL OR lease_until < extract(epoch from clock_timestamp()))
+      AND workflow = ANY($3::text[])
+      AND queue = $5
+      AND ($6::text IS NULL OR run_id = $6::text)
+    ORDER BY created_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+) AS picked
+WHERE r.run_id = picked.run_id
+RETURNING r.*
+
+-- name: queue_limit
+SELECT max_concurrency FROM queues WHERE name = $1
+
+-- name: lock_queue
+SELECT pg_advisory_xact_lock(hashtext('sagaline.queue.' || $1))
+
+-- name: in_flight
+SELECT count(*) FROM runs
+WHERE queue = $1 AND owner IS NOT NULL
+  AND status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+  AND lease_until >= extract(epoch from clock_timestamp())
+
+-- name: set_queue_limit
+INSERT INTO queues (name, max_concurrency) VALUES ($1, $2)
+ON CONFLICT (name) DO UPDATE SET max_concurrency = excluded.max_concurrency
+
+-- name: drop_queue_limit
+DELETE FROM queues WHERE name = $1
+
+-- name: queue_limits
+SELECT name, max_concurrency FROM queues ORDER BY name
+
+-- name: heartbeat
+UPDATE runs SET lease_until = extract(epoch from clock_timestamp()) + $2
+WHERE owner = $1 AND run_id = ANY($3::text[])
+
+-- name: release
+UPDATE runs SET owner = NULL, lease_until = NULL
+WHERE owner = $1 AND ($2::text IS NULL OR run_id = $2::text)
+
+-- name: expire_owner
+UPDATE runs SET lease_until = 0 WHERE owner = $1
+
+-- name: active_owners
+SELECT DISTINCT owner FROM runs
+WHERE owner IS NOT NULL AND lease_until >= extract(epoch from clock_timestamp())
+
+-- name: fence
+UPDATE runs SET updated_at = v.at
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[]) AS v(run_id, owner, epoch, at)
+WHERE runs.run_id = v.run_id AND runs.owner = v.owner AND runs.lease_epoch = v.epoch
+RETURNING runs.run_id, runs.cancel_requested
+
+-- name: change_run
+UPDATE runs
+SET status = $2, output = $3, error = $4, updated_at = $5,
+    owner = CASE WHEN $6 THEN NULL ELSE owner END,
+    lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END
+WHERE run_id = $1
+
+-- name: upsert_step
+INSERT INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
+                   compensable, pivot, compensates_seq, done_index, started_at, finished_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+ON CONFLICT (run_id, seq) DO UPDATE SET
+    name = excluded.name, kind = excluded.kind, status = excluded.status,
+    input = excluded.input, output = excluded.output, error = excluded.error,
+    attempts = excluded.attempts, compensable = excluded.compensable,
+    pivot = excluded.pivot, compensates_seq = excluded.compensates_seq,
+    done_index = excluded.done_index, started_at = excluded.started_at,
+    finished_at = excluded.finished_at
+
+-- name: insert_event
+INSERT INTO events (run_id, at, type, seq, data) VALUES ($1, $2, $3, $4, $5)
+
+-- name: operate
+UPDATE runs
+SET status = COALESCE($2::text, status),
+    cancel_requested = cancel_requested OR $3,
+    updated_at = $4
+WHERE run_id = $1 AND status = ANY($5::text[])
+RETURNING *
+
+-- name: delete_step
+DELETE FROM steps WHERE run_id = $1 AND seq = $2
+
+-- name: skip_step
+UPDATE steps SET status = 'SKIPPED' WHERE run_id = $1 AND seq = $2
+
+-- name: notify
+SELECT pg_notify('sagaline_wake', $1)
+
+-- name: list_runs
+SELECT * FROM runs ORDER BY created_at DESC, run_id LIMIT $1
+
+-- name: list_runs_by_status
+SELECT * FROM runs WHERE status = $1 ORDER BY created_at DESC, run_id LIMIT $2
+
+-- name: select_events
+SELECT * FROM events WHERE run_id = $1 ORDER BY id
+
+-- name: meta_table
+SELECT to_regclass('sagaline_meta') IS NOT NULL, to_regclass('runs') IS NOT NULL
+
+-- name: schema_version
+SELECT value::int FROM sagaline_meta WHERE key = 'schema_version'
+
+-- name: set_schema_version
+INSERT INTO sagaline_meta (key, value) VALUES ('schema_version', $1::text)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value
+
+-- name: lock_migrations
+SELECT pg_advisory_xact_lock(hashtext('sagaline.migrate.' || current_schema()))
+
+-- name: create_schema
+DO $$ BEGIN
+    EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_setting('sagaline.schema'));
+END $$

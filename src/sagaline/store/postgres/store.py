@@ -1,0 +1,467 @@
+"""PostgreSQL store (asyncpg): many worker processes on many hosts share one database.
+
+Claims use ``FOR UPDATE SKIP LOCKED``; leases are judged by the server's clock; every
+checkpoint is fenced by the lease's owner and epoch. Idle workers are woken by
+LISTEN/NOTIFY. Dropped connections are retried with backoff for the operations that are
+safe to repeat; a commit whose outcome is unknown is reported to the engine, which
+re-reads the run rather than guess.
+
+asyncpg was chosen over psycopg 3 by measurement (``python -m bench.pg_drivers``): on this
+machine it did single-row transactional inserts about 1.2x and point reads about 1.7x as
+fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from sagaline.model.errors import (
+    DatabaseError,
+    NotASagalineDatabaseError,
+    SchemaTooNewError,
+)
+from sagaline.model.records import (
+    Checkpoint,
+    CommitResult,
+    EventRecord,
+    NewRun,
+    OperatorChange,
+    RunRecord,
+    StepRecord,
+)
+from sagaline.model.status import RunStatus, StepKind, StepStatus
+from sagaline.store.queries import load_migrations, load_queries
+
+T = TypeVar("T")
+log = logging.getLogger("sagaline.postgres")
+_Q = load_queries("sagaline.store.postgres")
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TRANSIENT: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.CannotConnectNowError,
+)
+
+
+def parse_url(url: str) -> tuple[str, str | None]:
+    """The DSN for asyncpg, and the schema named by ``?schema=`` (default: public)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise DatabaseError(f"not a PostgreSQL URL: {url!r}; use postgresql://user@host:5432/db")
+    query = dict(parse_qsl(parts.query))
+    schema = query.pop("schema", None)
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise DatabaseError(
+            f"bad schema name {schema!r} in {url!r}; use lower-case letters, digits and _"
+        )
+    dsn = urlunsplit(("postgresql", parts.netloc, parts.path, urlencode(query), ""))
+    return dsn, schema
+
+
+class PostgresStore:
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
+        self.url = url
+        self._dsn, self._schema = parse_url(url)
+        self._settings = {"search_path": self._schema} if self._schema else {}
+        self._min_size = min_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            if self._schema:
+                conn = await asyncpg.connect(self._dsn)
+                try:
+                    await conn.execute(
+                        "SELECT set_config('sagaline.schema', $1, false)", self._schema
+                    )
+                    await conn.execute(_Q["create_schema"])
+                finally:
+                    await conn.close()
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                server_settings=self._settings,
+            )
+        except TRANSIENT as exc:
+            raise DatabaseError(
+                f"cannot reach PostgreSQL at {self._dsn} ({exc}); is the server running? "
+                f"(pg_ctlcluster <version> main start)"
+            ) from exc
+        async with self._pool.acquire() as conn, conn.transaction():
+            await _migrate(conn, self._dsn)
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listener
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    def _p(self) -> asyncpg.Pool:
+        assert self._pool is not None, "store used before open()"
+        return self._pool
+
+    async def _retry(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run an operation that is safe to repeat, riding out dropped connections."""
+        delay = 0.05
+        for attempt in range(8):
+            try:
+                async with self._p().acquire() as conn:
+                    return await op(conn)
+            except TRANSIENT as exc:
+                if attempt == 7:
+                    raise
+                log.info("PostgreSQL connection lost (%s); retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        if self._listener is None:
+            self._listener = asyncio.create_task(self._listen(wake), name="sagaline-listen")
+
+    async def _listen(self, wake: Callable[[], None]) -> None:
+        delay = 0.1
+        while True:
+            try:
+                conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
+            except TRANSIENT:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            delay = 0.1
+            try:
+                await conn.add_listener("sagaline_wake", lambda *_: wake())
+                wake()  # notifications may have been missed while disconnected
+                while not conn.is_closed():
+                    await asyncio.sleep(1.0)
+                    await conn.execute("SELECT 1")
+            except TRANSIENT:
+                pass
+            finally:
+                with contextlib.suppress(BaseException):
+                    await conn.close(timeout=1)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    async def create_run(
+        self, run: NewRun, owner: str | None, lease_seconds: float
+    ) -> tuple[RunRecord, bool]:
+        async def op(conn: asyncpg.Connection) -> tuple[RunRecord, bool]:
+            async with conn.transaction():
+                who = owner
+                if who is not None and await _free_slots(conn, run.queue) <= 0:
+                    who = None  # the queue is at its limit: wait to be claimed in turn
+                status = RunStatus.RUNNING if who else RunStatus.PENDING
+                inserted = await conn.fetchval(
+                    _Q["insert_run"],
+                    run.run_id,
+                    run.workflow,
+                    status.value,
+                    run.input,
+                    run.queue,
+                    who,
+                    lease_seconds,
+                    run.at,
+                )
+                if inserted is not None:
+                    data = json.dumps({"workflow": run.workflow})
+                    await conn.execute(
+                        _Q["insert_event"], run.run_id, run.at, "RunStarted", None, data
+                    )
+                    if who is None:
+                        await conn.execute(_Q["notify"], run.queue)
+                row = await conn.fetchrow(_Q["select_run"], run.run_id)
+                return _run(row), inserted is not None
+
+        created_run, created = await self._retry(op)
+        # A retry after a lost answer finds the run it created itself.
+        if not created and owner is not None and created_run.owner == owner:
+            created = created_run.lease_epoch == 1
+        return created_run, created
+
+    async def load_run(self, run_id: str) -> RunRecord | None:
+        row = await self._retry(lambda c: c.fetchrow(_Q["select_run"], run_id))
+        return None if row is None else _run(row)
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        rows = await self._retry(lambda c: c.fetch(_Q["select_steps"], run_id))
+        return [_step(r) for r in rows]
+
+    async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
+        if status is None:
+            rows = await self._retry(lambda c: c.fetch(_Q["list_runs"], limit))
+        else:
+            rows = await self._retry(
+                lambda c: c.fetch(_Q["list_runs_by_status"], status.value, limit)
+            )
+        return [_run(r) for r in rows]
+
+    async def read_events(self, run_id: str) -> list[EventRecord]:
+        rows = await self._retry(lambda c: c.fetch(_Q["select_events"], run_id))
+        return [_event(r) for r in rows]
+
+    # -- leases ----------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        owner: str,
+        lease_seconds: float,
+        workflows: Sequence[str],
+        limit: int,
+        queue: str = "default",
+        run_id: str | None = None,
+    ) -> list[RunRecord]:
+        if not workflows:
+            return []
+
+        async def op(conn: asyncpg.Connection) -> list[RunRecord]:
+            async with conn.transaction():
+                n = min(limit, await _free_slots(conn, queue))
+                if n <= 0:
+                    return []
+                rows = await conn.fetch(
+                    _Q["claim"], owner, lease_seconds, list(workflows), n, queue, run_id
+                )
+                runs = [_run(r) for r in rows]
+                await conn.executemany(
+                    _Q["insert_event"],
+                    [
+                        (
+                            r.run_id,
+                            r.updated_at,
+                            "RunClaimed",
+                            None,
+                            json.dumps({"owner": owner, "epoch": r.lease_epoch}),
+                        )
+                        for r in runs
+                    ],
+                )
+                return runs
+
+        return await self._retry(op)
+
+    async def heartbeat(self, owner: str, lease_seconds: float, run_ids: Sequence[str]) -> int:
+        status = await self._retry(
+            lambda c: c.execute(_Q["heartbeat"], owner, lease_seconds, list(run_ids))
+        )
+        return int(status.split()[-1])
+
+    async def release(self, owner: str, run_id: str | None = None) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(_Q["release"], owner, run_id)
+                await conn.execute(_Q["notify"], "")
+
+        await self._retry(op)
+
+    async def expire_owners(self, owners: Sequence[str]) -> int:
+        async def op(conn: asyncpg.Connection) -> int:
+            total = 0
+            for owner in owners:
+                total += int((await conn.execute(_Q["expire_owner"], owner)).split()[-1])
+            return total
+
+        return await self._retry(op)
+
+    async def active_owners(self) -> list[str]:
+        rows = await self._retry(lambda c: c.fetch(_Q["active_owners"]))
+        return [r[0] for r in rows]
+
+    async def set_queue_limit(self, queue: str, limit: int | None) -> None:
+        if limit is None:
+            await self._retry(lambda c: c.execute(_Q["drop_queue_limit"], queue))
+        else:
+            await self._retry(lambda c: c.execute(_Q["set_queue_limit"], queue, limit))
+
+    async def queue_limits(self) -> dict[str, int]:
+        rows = await self._retry(lambda c: c.fetch(_Q["queue_limits"]))
+        return {r[0]: r[1] for r in rows}
+
+    # -- progress --------------------------------------------------------------------------
+
+    async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
+        """One transaction and five statements for the whole batch, however large."""
+        async with self._p().acquire() as conn, conn.transaction():
+            fenced = await conn.fetch(
+                _Q["fence"],
+                [cp.run_id for cp in batch],
+                [cp.owner for cp in batch],
+                [cp.epoch for cp in batch],
+                [max((ev.at for ev in cp.events), default=0.0) for cp in batch],
+            )
+            cancel = {r["run_id"]: r["cancel_requested"] for r in fenced}
+            landed = [cp for cp in batch if cp.run_id in cancel]
+            steps = [_step_params(cp.run_id, s) for cp in landed for s in cp.steps]
+            if steps:
+                await conn.executemany(_Q["upsert_step"], steps)
+            events = [
+                (cp.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data))
+                for cp in landed
+                for ev in cp.events
+            ]
+            if events:
+                await conn.executemany(_Q["insert_event"], events)
+            changes = [
+                (
+                    cp.run_id,
+                    cp.change.status.value,
+                    cp.change.output,
+                    None if cp.change.error is None else json.dumps(cp.change.error),
+                    max((ev.at for ev in cp.events), default=0.0),
+                    cp.change.release,
+                )
+                for cp in landed
+                if cp.change is not None
+            ]
+            if changes:
+                await conn.executemany(_Q["change_run"], changes)
+        return [
+            CommitResult(cp.run_id, cp.run_id in cancel, bool(cancel.get(cp.run_id, False)))
+            for cp in batch
+        ]
+
+    async def operate(self, change: OperatorChange) -> RunRecord | None:
+        ev = change.event
+        async with self._p().acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                _Q["operate"],
+                change.run_id,
+                change.to_status.value if change.to_status else None,
+                change.request_cancel,
+                ev.at,
+                [s.value for s in change.from_statuses],
+            )
+            if row is None:
+                return None
+            if change.delete_step_seq is not None:
+                await conn.execute(_Q["delete_step"], change.run_id, change.delete_step_seq)
+            if change.skip_step_seq is not None:
+                await conn.execute(_Q["skip_step"], change.run_id, change.skip_step_seq)
+            await conn.execute(
+                _Q["insert_event"], change.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)
+            )
+            await conn.execute(_Q["notify"], row["queue"])
+            return _run(row)
+
+
+async def _free_slots(conn: asyncpg.Connection, queue: str) -> int:
+    """How many more runs of ``queue`` may be in flight; holds the queue's lock if limited."""
+    limit = await conn.fetchval(_Q["queue_limit"], queue)
+    if limit is None:
+        return 2**31
+    await conn.execute(_Q["lock_queue"], queue)  # serialise claims of a limited queue
+    return int(limit) - int(await conn.fetchval(_Q["in_flight"], queue))
+
+
+def _step_params(run_id: str, s: StepRecord) -> tuple[Any, ...]:
+    return (
+        run_id,
+        s.seq,
+        s.name,
+        s.kind.value,
+        s.status.value,
+        s.input,
+        s.output,
+        None if s.error is None else json.dumps(s.error),
+        s.attempts,
+        s.compensable,
+        s.pivot,
+        s.compensates_seq,
+        s.done_index,
+        s.started_at,
+        s.finished_at,
+    )
+
+
+def _run(row: asyncpg.Record) -> RunRecord:
+    return RunRecord(
+        run_id=row["run_id"],
+        workflow=row["workflow"],
+        status=RunStatus(row["status"]),
+        input=bytes(row["input"]),
+        output=None if row["output"] is None else bytes(row["output"]),
+        error=None if row["error"] is None else json.loads(row["error"]),
+        queue=row["queue"],
+        owner=row["owner"],
+        lease_epoch=row["lease_epoch"],
+        cancel_requested=row["cancel_requested"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _step(row: asyncpg.Record) -> StepRecord:
+    return StepRecord(
+        seq=row["seq"],
+        name=row["name"],
+        kind=StepKind(row["kind"]),
+        status=StepStatus(row["status"]),
+        input=None if row["input"] is None else bytes(row["input"]),
+        output=None if row["output"] is None else bytes(row["output"]),
+        error=None if row["error"] is None else json.loads(row["error"]),
+        attempts=row["attempts"],
+        compensable=row["compensable"],
+        pivot=row["pivot"],
+        compensates_seq=row["compensates_seq"],
+        done_index=row["done_index"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _event(row: asyncpg.Record) -> EventRecord:
+    return EventRecord(
+        id=row["id"],
+        run_id=row["run_id"],
+        at=row["at"],
+        type=row["type"],
+        seq=row["seq"],
+        data=json.loads(row["data"]),
+    )
+
+
+# -- schema --------------------------------------------------------------------------------
+
+
+def schema_version() -> int:
+    return load_migrations("sagaline.store.postgres")[-1][0]
+
+
+async def _migrate(conn: asyncpg.Connection, where: str) -> None:
+    """Bring the schema up to date under an advisory lock; refuse foreign or newer ones."""
+    await conn.execute(_Q["lock_migrations"])
+    has_meta, has_runs = await conn.fetchrow(_Q["meta_table"])
+    if has_runs and not has_meta:
+        raise NotASagalineDatabaseError(
+            f"{where} already has a 'runs' table that is not sagaline's; point sagaline at "
+            f"its own database or schema (postgresql://…/db?schema=sagaline)"
+        )
+    version = (await conn.fetchval(_Q["schema_version"])) if has_meta else 0
+    migrations = load_migrations("sagaline.store.postgres")
+    known = migrations[-1][0]
+    if version > known:
+        raise SchemaTooNewError(where, version, known)
+    for number, script in migrations:
+        if number > version:
+            await conn.execute(script)
+            await conn.execute(_Q["set_schema_version"], str(number))
