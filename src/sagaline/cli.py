@@ -24,6 +24,10 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(help="See and operate runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+queues_app = typer.Typer(help="Queues and their concurrency limits.", no_args_is_help=True)
+app.add_typer(queues_app, name="queues")
 
 DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
 DbOption = Annotated[
@@ -118,6 +122,65 @@ def skip(
     """Mark a failed compensation as resolved by hand; unwinding then goes on."""
     run = _run(db, lambda e: e.skip_compensation(run_id, reason=reason, by=by))
     console.print(f"compensation skipped for {run_id} (now {styled_status(run.status)})")
+
+
+@db_app.command("migrate")
+def migrate(db: DbOption = DEFAULT_DB) -> None:
+    """Create the schema or bring it up to date (engines also do this when they open)."""
+    _run(db, lambda e: asyncio.sleep(0))
+    console.print(f"{db}: schema is up to date")
+
+
+@queues_app.command("limit")
+def queue_limit(
+    queue: str,
+    limit: Annotated[
+        int | None, typer.Argument(help="Most runs in flight at once; omit to remove.")
+    ] = None,
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Cap how many runs of QUEUE are in flight across all workers."""
+    _run(db, lambda e: e.set_queue_limit(queue, limit))
+    console.print(f"queue {queue!r}: " + (f"at most {limit} in flight" if limit else "no limit"))
+
+
+@queues_app.command("list")
+def queue_list(db: DbOption = DEFAULT_DB) -> None:
+    """Queues that have a concurrency limit."""
+    limits = _run(db, lambda e: e.queue_limits())
+    for name, limit in limits.items():
+        console.print(f"{name}\t{limit}")
+    if not limits:
+        console.print("no queue has a limit")
+
+
+@app.command()
+def worker(
+    imports: Annotated[
+        list[str],
+        typer.Option("--import", help="Module defining workflows and steps (repeatable)."),
+    ],
+    db: DbOption = DEFAULT_DB,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", help="Queue to serve (repeatable).")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Runs executed at once.")] = 100,
+    lease_seconds: Annotated[
+        float, typer.Option(help="A dead worker's runs are taken over after this long.")
+    ] = 10.0,
+) -> None:
+    """Run a long-lived worker that executes the imported workflows' runs."""
+    from sagaline.worker_process import run_worker
+
+    try:
+        asyncio.run(
+            run_worker(db, imports, queue or ["default"], concurrency, lease_seconds, console)
+        )
+    except SagalineError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

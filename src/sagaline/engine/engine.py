@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from collections.abc import Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from sagaline.engine.commit import GroupCommitter
@@ -299,6 +299,9 @@ class Engine:
         if limit is not None and limit < 1:
             raise SagalineError(f"a queue limit must be at least 1, got {limit}")
         await self.store.set_queue_limit(queue, limit)
+
+    async def queue_limits(self) -> dict[str, int]:
+        return await self.store.queue_limits()
 
     # -- operating ------------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.InternalClientError,  # a connection left mid-operation by a dropped backend
 )
 
 
@@ -74,7 +75,9 @@ class PostgresStore:
     def __init__(self, url: str, min_size: int = 1, max_size: int = 10) -> None:
         self.url = url
         self._dsn, self._schema = parse_url(url)
-        self._settings = {"search_path": self._schema} if self._schema else {}
+        self._settings = {"application_name": "sagaline"}
+        if self._schema:
+            self._settings["search_path"] = self._schema
         self._min_size = min_size
         self._max_size = max_size
         self._pool: asyncpg.Pool | None = None

@@ -1,0 +1,56 @@
+"""The ``sagaline worker`` process: import the user's modules, then serve until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from sagaline.engine.engine import Engine
+from sagaline.engine.registry import workflow_names
+from sagaline.model.errors import SagalineError
+
+
+def import_modules(names: Sequence[str]) -> None:
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # let --import find modules in the current directory
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise SagalineError(
+                f"cannot import {name!r} ({exc}); pass a module importable from here, "
+                f"e.g. --import myapp.sagas"
+            ) from exc
+
+
+async def run_worker(
+    url: str,
+    imports: Sequence[str],
+    queues: Sequence[str],
+    concurrency: int,
+    lease_seconds: float,
+    console: Console,
+) -> None:
+    """Serve until SIGTERM or SIGINT, then release every run held so others take it at once."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    import_modules(imports)
+    if not workflow_names():
+        raise SagalineError(f"no @workflow found in {', '.join(imports)}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    engine = Engine(url, queues=queues, concurrency=concurrency, lease_seconds=lease_seconds)
+    async with engine:
+        console.print(
+            f"worker serving {', '.join(queues)} on {url} with {len(workflow_names())} "
+            f"workflow(s), up to {concurrency} runs at once"
+        )
+        await stop.wait()
+    console.print("worker stopped; its runs were released")
