@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -122,7 +123,7 @@ async def test_failure_with_nothing_to_compensate_ends_failed(engine: Engine) ->
 async def test_step_timeout_counts_as_failed_attempt_and_is_retried(engine: Engine) -> None:
     from tests.engine.sagas_extra import slow_once
 
-    handle = await engine.start(slow_once, "t1")
+    handle = await engine.start(slow_once, uuid.uuid4().hex)  # a key never seen before
     assert await asyncio.wait_for(handle.result(), DEADLINE) == "done"
     events = await engine.history(handle.run_id)
     failed = [e for e in events if e.type == "StepAttemptFailed"]

@@ -38,8 +38,17 @@ class Fleet:
     def spawn(self, *extra: str) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"worker-{len(self.procs)}.log").open("wb")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sagaline.cli", "worker", "--db", self.url]
-            + ["--import", "tests.scale.fleet", *extra],
+            [
+                sys.executable,
+                "-m",
+                "sagaline.cli",
+                "worker",
+                "--db",
+                self.url,
+                "--import",
+                "tests.scale.fleet",
+                *extra,
+            ],
             cwd=ROOT,
             env={**os.environ, "FLEET_LEDGER": str(self.ledger)},
             stdout=log,
