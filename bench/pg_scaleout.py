@@ -30,6 +30,7 @@ from bench.workload import order_saga
 from sagaline import Engine
 
 ROOT = Path(__file__).parents[1]
+WORKER = [sys.executable, "-m", "sagaline.cli", "worker"]
 
 
 async def floor(url: str, connections: int, seconds: float = 3.0) -> float:
@@ -71,8 +72,7 @@ async def scale(url: str, workers: int, sagas: int) -> float:
     async with Engine(db, worker=False) as client:
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "sagaline.cli", "worker", "--db", db]
-                + ["--import", "bench.workload", "--concurrency", "100"],
+                [*WORKER, "--db", db, "--import", "bench.workload", "--concurrency", "100"],
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
