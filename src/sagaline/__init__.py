@@ -5,6 +5,15 @@ in a database (SQLite embedded, PostgreSQL to scale out) so a crash at any line 
 replaying recorded results, and a failure runs the compensations in reverse.
 """
 
+from sagaline.engine.durable import (
+    ChildHandle,
+    now,
+    patched,
+    sleep,
+    start_child,
+    uuid4,
+    wait_for_signal,
+)
 from sagaline.engine.engine import Engine, RunHandle
 from sagaline.engine.registry import StepDef, WorkflowDef, step, workflow
 from sagaline.model.errors import (
@@ -18,12 +27,14 @@ from sagaline.model.errors import (
     RunFailedError,
     RunNotFoundError,
     SagalineError,
+    SignalTimeoutError,
     StepFailedError,
 )
 from sagaline.model.retry import RetryPolicy
 from sagaline.model.status import RunStatus
 
 __all__ = [
+    "ChildHandle",
     "Engine",
     "InvalidOperationError",
     "NonDeterminismError",
@@ -38,9 +49,16 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "SagalineError",
+    "SignalTimeoutError",
     "StepDef",
     "StepFailedError",
     "WorkflowDef",
+    "now",
+    "patched",
+    "sleep",
+    "start_child",
     "step",
+    "uuid4",
+    "wait_for_signal",
     "workflow",
 ]

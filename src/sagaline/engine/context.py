@@ -9,21 +9,31 @@ shares it; numbers are taken when each call starts, which asyncio does in a fixe
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sagaline.engine.attempts import call_with_retries
 from sagaline.engine.runtime import Runtime
 from sagaline.model import events as ev
 from sagaline.model import stack
 from sagaline.model.errors import (
+    DatabaseUnavailableError,
     NonDeterminismError,
     PayloadError,
     SagalineError,
     StepFailedError,
 )
-from sagaline.model.records import Checkpoint, NewEvent, RunChange, RunRecord, StepRecord
+from sagaline.model.records import (
+    Checkpoint,
+    NewEvent,
+    NewRun,
+    RunChange,
+    RunRecord,
+    SignalRecord,
+    StepRecord,
+)
 from sagaline.model.status import StepKind, StepStatus
 
 if TYPE_CHECKING:
@@ -48,26 +58,58 @@ class LostLease(RunInterrupted):
     """Another worker owns the run now: stop without writing anything more."""
 
 
-class StoreInterrupted(RunInterrupted):
-    """A checkpoint could not be written (the database went away): stop; resume later.
+class Suspend(RunInterrupted):
+    """The workflow waits on a timer, a signal or a child: release it until then."""
 
-    Whether the commit landed is unknown, so the run is not continued from memory; it is
-    released and claimed again, and replay reads what really reached the database.
+
+class Stopped(RunInterrupted):
+    """The workflow already ended; a straggling parallel branch may not start a step."""
+
+
+class StoreInterrupted(RunInterrupted):
+    """A checkpoint could not be written: stop; resume later.
+
+    Whether the commit landed is unknown, so the run is not continued from memory; replay
+    reads what really reached the database. ``transient`` (the connection dropped) means
+    hand the run back at once; anything else is a fault worth a lease's pause.
     """
+
+    def __init__(self, run_id: str, transient: bool) -> None:
+        super().__init__(run_id)
+        self.transient = transient
 
 
 class RunContext:
-    def __init__(self, rt: Runtime, run: RunRecord, records: Sequence[StepRecord]) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        run: RunRecord,
+        records: Sequence[StepRecord],
+        signals: Sequence[SignalRecord] = (),
+    ) -> None:
         self.rt = rt
         self.run = run
         self.records: dict[int, StepRecord] = {r.seq: r for r in records}
-        self.history = {r.seq: r for r in records if r.kind is StepKind.STEP}
+        self.history = {r.seq: r for r in records if r.kind is not StepKind.COMPENSATION}
         self.seq = 0
         self.done_index = stack.next_done_index(records) - 1
         self.pivot: str | None = stack.passed_pivot(records)
         self.blocked: SagalineError | None = None
         self.cancel_requested = run.cancel_requested
         self.consumed: set[int] = set()
+        self.signals = list(signals)
+        self.seen_signal_id = max((s.id for s in signals), default=0)
+        self.waits: list[StepRecord] = []
+        self.wake_at: float | None = None
+        self.awaited_runs: list[str] = []
+        self.last_time = run.created_at
+        self.uuids = 0
+        self.patches: dict[str, bool] = {}
+        self.pending_markers: list[StepRecord] = []
+        self.stopping = False
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def activate(self) -> object:
         return _current.set(self)
@@ -85,15 +127,26 @@ class RunContext:
         steps: Iterable[StepRecord] = (),
         events: Iterable[NewEvent] = (),
         change: RunChange | None = None,
+        new_runs: Iterable[NewRun] = (),
+        consumed_signals: Iterable[tuple[int, int]] = (),
     ) -> None:
         """Commit progress under this worker's lease; raises ``LostLease`` if it is gone."""
+        markers, self.pending_markers = self.pending_markers, []
         cp = Checkpoint(
-            self.run.run_id, self.rt.owner, self.run.lease_epoch, list(steps), list(events), change
+            self.run.run_id,
+            self.rt.owner,
+            self.run.lease_epoch,
+            [*markers, *steps],
+            list(events),
+            change,
+            list(new_runs),
+            list(consumed_signals),
         )
         try:
             result = await self.rt.committer.commit(cp)
         except Exception as exc:
-            raise StoreInterrupted(self.run.run_id) from exc
+            transient = isinstance(exc, DatabaseUnavailableError)
+            raise StoreInterrupted(self.run.run_id, transient) from exc
         if not result.landed:
             raise LostLease(self.run.run_id)
         if result.cancel_requested:
@@ -105,6 +158,8 @@ class RunContext:
 
     def check_boundary(self) -> None:
         """Between steps: stop a blocked run, and honour a cancel unless past the pivot."""
+        if self.stopping:
+            raise Stopped()
         if self.blocked is not None:
             raise self.blocked
         if self.cancel_requested and self.pivot is None:
@@ -116,15 +171,64 @@ class RunContext:
             self.blocked = error
         return error
 
+    def next_seq(self) -> tuple[int, StepRecord | None]:
+        """The next sequence number, and what the history recorded there."""
+        self.check_boundary()
+        self.seq += 1
+        return self.seq, self.history.get(self.seq)
+
+    def expect(self, rec: StepRecord, kind: StepKind, name: str) -> None:
+        """The recorded entry must be the same call as the code makes now."""
+        self.consumed.add(rec.seq)
+        if rec.kind is not kind or rec.name != name:
+            recorded = rec.name if rec.kind is StepKind.STEP else f"{rec.kind.value} {rec.name}"
+            actual = name if kind is StepKind.STEP else f"{kind.value} {name}"
+            raise self.block(NonDeterminismError(self.run.run_id, rec.seq, recorded, actual))
+        if rec.status is not StepStatus.WAITING:
+            self.last_time = max(self.last_time, rec.finished_at)
+
+    def wait(
+        self, rec: StepRecord, wake_at: float | None, awaited_run: str | None = None
+    ) -> NoReturn:
+        """Suspend the run on ``rec`` (a timer, signal or child) until ``wake_at`` or woken."""
+        self.waits.append(rec)
+        if wake_at is not None:
+            self.wake_at = wake_at if self.wake_at is None else min(self.wake_at, wake_at)
+        if awaited_run is not None:
+            self.awaited_runs.append(awaited_run)
+        raise Suspend()
+
+    async def record(self, rec: StepRecord, event: NewEvent, **extra: Any) -> None:
+        """Commit a finished wait (timer fired, signal consumed, child ended...)."""
+        await self.checkpoint(steps=[rec], events=[event], **extra)
+        self.history[rec.seq] = rec
+        self.last_time = max(self.last_time, rec.finished_at)
+
+    async def drain(self) -> None:
+        """Let parallel branches still in a step finish it; start no new ones."""
+        self.stopping = True
+        while self._inflight:
+            await self._idle.wait()
+            await asyncio.sleep(0)
+
     async def call_step(
         self, sdef: StepDef[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
     ) -> Any:
-        self.check_boundary()
-        self.seq += 1
-        seq = self.seq
-        recorded = self.history.get(seq)
+        seq, recorded = self.next_seq()
         if recorded is not None:
             return self._replay(sdef, recorded)
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            return await self._run_step(sdef, seq, args, kwargs)
+        finally:
+            self._inflight -= 1
+            if not self._inflight:
+                self._idle.set()
+
+    async def _run_step(
+        self, sdef: StepDef[Any, Any], seq: int, args: Sequence[Any], kwargs: dict[str, Any]
+    ) -> Any:
         values = sdef.signature.bind(args, kwargs)
         data = sdef.signature.encode_args(self.rt.codec, values)
         call_args, call_kwargs = sdef.signature.call_parts(values)
@@ -184,14 +288,11 @@ class RunContext:
             event = self.event(ev.STEP_FAILED, seq, **detail, error=outcome.error)
         await self.checkpoint(steps=[rec], events=[event])
         self.history[seq] = rec
-        self.consumed.add(seq)
         return self._replay(sdef, rec)
 
     def _replay(self, sdef: StepDef[Any, Any], rec: StepRecord) -> Any:
         """The recorded outcome, decoded exactly as on the first run."""
-        self.consumed.add(rec.seq)
-        if rec.name != sdef.name:
-            raise self.block(NonDeterminismError(self.run.run_id, rec.seq, rec.name, sdef.name))
+        self.expect(rec, StepKind.STEP, sdef.name)
         if rec.status is StepStatus.SUCCEEDED:
             if rec.pivot and self.pivot is None:
                 self.pivot = rec.name

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
@@ -93,6 +94,9 @@ class Engine:
         poll_interval: how often an idle worker looks for runs started elsewhere (on
             PostgreSQL it is also woken by LISTEN/NOTIFY).
         queues: the queues whose runs the embedded worker executes.
+        clock: the time source for timers, schedules and audit timestamps (Unix seconds);
+            :class:`sagaline.testing.FakeClock` makes a 30-day sleep take milliseconds.
+            Leases are always judged by the database's own clock.
         max_payload_bytes: the largest encoded input, result or argument list.
         store: a ready-made (unopened) store instead of one built from ``url``, for
             instance a fault-injecting wrapper from :mod:`sagaline.testing`.
@@ -110,6 +114,7 @@ class Engine:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         sync_threads: int = 32,
         queues: Sequence[str] = ("default",),
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
             raise SagalineError(
@@ -124,6 +129,7 @@ class Engine:
         self._poll_interval = poll_interval
         self._sync_threads = sync_threads
         self._queues = list(queues)
+        self._clock = clock or time.time
         self._store: Store | None = None
         self._worker: Worker | None = None
         self._threads: ThreadPoolExecutor | None = None
@@ -158,12 +164,16 @@ class Engine:
                 owner=new_owner_id(),
                 threads=self._threads,
                 lease_seconds=self._lease_seconds,
+                clock=self._clock,
             )
             self._worker = Worker(
                 rt, self._concurrency, self._poll_interval, self._notify, self._queues
             )
             await self._warn_unknown_workflows()
             await self._worker.start()
+            subscribe = getattr(self._clock, "subscribe", None)
+            if callable(subscribe):
+                subscribe(self._worker.wake)  # a fake clock's jumps wake the worker
 
     async def aclose(self) -> None:
         worker, self._worker = self._worker, None
@@ -233,7 +243,7 @@ class Engine:
         worker = self._worker
         runs_here = worker is not None and worker.capacity > 0 and wdef.queue in worker.queues
         owner = worker.rt.owner if worker is not None and runs_here else None
-        new = NewRun(run_id, wdef.name, data, wdef.queue, _now())
+        new = NewRun(run_id, wdef.name, data, wdef.queue, self._clock())
         run, created = await self.store.create_run(new, owner, self._lease_seconds)
         if run.workflow != wdef.name:
             raise InvalidOperationError(
@@ -305,10 +315,18 @@ class Engine:
 
     # -- operating ------------------------------------------------------------------------
 
+    async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
+        """Send a signal to a run; kept until a ``wait_for_signal(name)`` consumes it."""
+        data = self.codec.encode(payload, f"signal {name!r} payload")
+        if not await self.store.send_signal(run_id, name, data, self._clock()):
+            raise RunNotFoundError(run_id)
+        if self._worker is not None:
+            self._worker.wake()
+
     async def cancel(self, run_id: str) -> RunRecord:
         """Cancel a run: it stops at its next step boundary and is compensated."""
         run = await self._operate(
-            run_id, lambda run, steps: operations.plan_cancel(run, steps, _now())
+            run_id, lambda run, steps: operations.plan_cancel(run, steps, self._clock())
         )
         if self._worker is not None:
             self._worker.request_cancel(run_id)
@@ -317,13 +335,14 @@ class Engine:
     async def retry(self, run_id: str) -> RunRecord:
         """Try a parked run again from where it stopped."""
         return await self._operate(
-            run_id, lambda run, steps: operations.plan_retry(run, steps, _now())
+            run_id, lambda run, steps: operations.plan_retry(run, steps, self._clock())
         )
 
     async def skip_compensation(self, run_id: str, *, reason: str, by: str) -> RunRecord:
         """Record the failed compensation as resolved by hand; unwinding then goes on."""
         return await self._operate(
-            run_id, lambda run, steps: operations.plan_skip(run, steps, reason, by, _now())
+            run_id,
+            lambda run, steps: operations.plan_skip(run, steps, reason, by, self._clock()),
         )
 
     async def _operate(self, run_id: str, plan: Any) -> RunRecord:
@@ -365,8 +384,3 @@ class Engine:
 
         return asyncio.run(go())
 
-
-def _now() -> float:
-    import time
-
-    return time.time()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from sagaline.model.codec import Signature
+from sagaline.model.cron import Cron
 from sagaline.model.errors import (
     DefinitionError,
     StepOutsideWorkflowError,
@@ -129,7 +130,14 @@ class StepDef(Generic[P, R]):
 class WorkflowDef(Generic[P, R]):
     """A workflow: an ``async def`` that drives steps; started with ``engine.start``."""
 
-    def __init__(self, fn: Callable[P, Awaitable[R]], *, name: str | None, queue: str) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, Awaitable[R]],
+        *,
+        name: str | None,
+        queue: str,
+        schedule: str | None = None,
+    ) -> None:
         self.fn = fn
         self.name = name or _default_name(fn)
         self.queue = queue
@@ -138,6 +146,13 @@ class WorkflowDef(Generic[P, R]):
                 f"workflow {self.name!r} must be an `async def`: it awaits its steps"
             )
         self.signature = Signature(fn, f"workflow {self.name!r}")
+        self.schedule = None if schedule is None else Cron.parse(schedule)
+        required = [p for p in self.signature.params if p.default is p.empty]
+        if self.schedule is not None and required:
+            raise DefinitionError(
+                f"scheduled workflow {self.name!r} is started with no arguments, but it "
+                f"requires {', '.join(p.name for p in required)}; give them defaults"
+            )
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
         raise DefinitionError(
@@ -198,7 +213,9 @@ class _WorkflowDecorator(Protocol):
 @overload
 def workflow(fn: Callable[P, Awaitable[R]], /) -> WorkflowDef[P, R]: ...
 @overload
-def workflow(*, name: str | None = None, queue: str = "default") -> _WorkflowDecorator: ...
+def workflow(
+    *, name: str | None = None, queue: str = "default", schedule: str | None = None
+) -> _WorkflowDecorator: ...
 
 
 def workflow(
@@ -207,11 +224,17 @@ def workflow(
     *,
     name: str | None = None,
     queue: str = "default",
+    schedule: str | None = None,
 ) -> Any:
-    """Declare a workflow: ``@workflow`` or ``@workflow(name="order")``."""
+    """Declare a workflow: ``@workflow``, ``@workflow(name="order", queue="payments")``.
+
+    ``schedule="*/5 * * * *"`` (cron, UTC) starts one run per period across all workers.
+    """
 
     def make(f: Callable[..., Awaitable[Any]]) -> WorkflowDef[Any, Any]:
-        definition: WorkflowDef[Any, Any] = WorkflowDef(f, name=name, queue=queue)
+        definition: WorkflowDef[Any, Any] = WorkflowDef(
+            f, name=name, queue=queue, schedule=schedule
+        )
         _register(_workflows, "workflow", definition.name, definition)
         return definition
 
@@ -234,3 +257,7 @@ def get_step(name: str) -> StepDef[Any, Any]:
 
 def workflow_names() -> list[str]:
     return sorted(_workflows)
+
+
+def scheduled_workflows() -> list[WorkflowDef[Any, Any]]:
+    return [w for w in _workflows.values() if w.schedule is not None]

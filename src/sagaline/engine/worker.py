@@ -19,6 +19,7 @@ from sagaline.engine.context import RunContext, StoreInterrupted
 from sagaline.engine.executor import execute
 from sagaline.engine.registry import workflow_names
 from sagaline.engine.runtime import Runtime
+from sagaline.engine.schedule import Scheduler
 from sagaline.engine.wake import wait_event
 from sagaline.model.records import RunRecord
 
@@ -70,6 +71,7 @@ class Worker:
         self._contexts: dict[str, RunContext] = {}
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        self.scheduler = Scheduler(rt, self.queues)
 
     @property
     def capacity(self) -> int:
@@ -113,20 +115,30 @@ class Worker:
 
     async def _execute(self, run: RunRecord, fresh: bool) -> None:
         try:
-            records = [] if fresh else await self.rt.store.load_steps(run.run_id)
-            ctx = RunContext(self.rt, run, records)
+            store = self.rt.store
+            records = [] if fresh else await store.load_steps(run.run_id)
+            signals = [] if fresh else await store.load_signals(run.run_id)
+            ctx = RunContext(self.rt, run, records, signals)
             self._contexts[run.run_id] = ctx
             await execute(ctx)
         except asyncio.CancelledError:
             raise
         except StoreInterrupted as exc:
-            log.warning(
-                "run %r paused: the database went away mid-run (%s); it resumes when the "
-                "database is back",
-                run.run_id,
-                exc.__cause__,
-            )
-            await self._release_when_possible(run.run_id)
+            if exc.transient:
+                log.warning(
+                    "run %r paused: the database went away mid-run (%s); it resumes when "
+                    "the database is back",
+                    run.run_id,
+                    exc.__cause__,
+                )
+                await self._release_when_possible(run.run_id)
+            else:
+                log.error(
+                    "run %r paused: writing its checkpoint failed (%r); it is retried when "
+                    "its lease ends",
+                    run.run_id,
+                    exc.__cause__,
+                )
         except Exception:
             # The lease runs out and the run is claimed again; nothing is lost.
             log.exception("run %r stopped on an internal error; it will be retried", run.run_id)
@@ -151,14 +163,28 @@ class Worker:
     async def _claim_loop(self) -> None:
         backoff = self.poll_interval
         while True:
+            timeout = backoff
             try:
+                await self.scheduler.start_due()
                 await self._claim_once()
+                timeout = await self._until_next_timer()
                 backoff = self.poll_interval
             except Exception as exc:
                 log.warning("claiming runs failed (%s); retrying in %.1f s", exc, backoff)
                 backoff = min(backoff * 2, 30.0)
-            await wait_event(self._wake, backoff)
+            await wait_event(self._wake, timeout)
             self._wake.clear()
+
+    async def _until_next_timer(self) -> float:
+        """Sleep until the earliest timer or schedule is due, but no longer than a poll."""
+        timeout = self.poll_interval
+        if self.capacity <= 0:
+            return timeout
+        due = [await self.rt.store.next_wake_at(self.queues), self.scheduler.next_due()]
+        for at in due:
+            if at is not None:
+                timeout = min(timeout, at - self.rt.clock())
+        return max(timeout, 0.002)
 
     async def _claim_once(self) -> None:
         owners = await self.rt.store.active_owners()
@@ -170,7 +196,12 @@ class Worker:
             if self.capacity <= 0:
                 return
             runs = await self.rt.store.claim(
-                self.rt.owner, self.rt.lease_seconds, workflow_names(), self.capacity, queue
+                self.rt.owner,
+                self.rt.lease_seconds,
+                workflow_names(),
+                self.capacity,
+                queue,
+                now=self.rt.clock(),
             )
             for run in runs:
                 self.adopt(run)

@@ -13,10 +13,12 @@
     │   └── PayloadDecodeError     stored JSON does not fit the annotated type
     ├── NonDeterminismError        the code no longer matches a run's recorded history
     ├── StepFailedError            a step gave up; raised into the workflow
+    ├── SignalTimeoutError         a wait_for_signal timed out; raised into the workflow
     ├── RunFailedError             ``handle.result()`` of a run that did not complete
     ├── RunNotFoundError           no run has this id
     ├── InvalidOperationError      an operator action that the run's status forbids
     ├── DatabaseError
+    │   ├── DatabaseUnavailableError   the connection dropped or the file is locked: retry
     │   ├── NotASagalineDatabaseError
     │   └── SchemaTooNewError
     └── LeaseLostError             this worker no longer owns the run (internal)
@@ -154,6 +156,17 @@ class StepFailedError(SagalineError):
         )
 
 
+class SignalTimeoutError(SagalineError):
+    """No signal arrived before the wait's timeout; the workflow may catch it."""
+
+    code = "signal_timeout"
+
+    def __init__(self, name: str, run_id: str) -> None:
+        self.name = name
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} waited for signal {name!r} and timed out")
+
+
 class RunFailedError(SagalineError):
     code = "run_failed"
 
@@ -181,6 +194,12 @@ class InvalidOperationError(SagalineError):
 
 class DatabaseError(SagalineError):
     code = "database_error"
+
+
+class DatabaseUnavailableError(DatabaseError):
+    """A transient failure (dropped connection, restart, lock timeout): worth retrying."""
+
+    code = "database_unavailable"
 
 
 class NotASagalineDatabaseError(DatabaseError):

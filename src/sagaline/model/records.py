@@ -27,6 +27,8 @@ class RunRecord:
     cancel_requested: bool
     created_at: float
     updated_at: float
+    wake_at: float | None = None
+    parent_run_id: str | None = None
 
     @property
     def created(self) -> datetime:
@@ -78,6 +80,16 @@ class NewRun:
     input: bytes
     queue: str
     at: float
+    parent_run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SignalRecord:
+    id: int
+    run_id: str
+    name: str
+    payload: bytes
+    sent_at: float
 
 
 @dataclass(frozen=True)
@@ -96,7 +108,13 @@ class RunChange:
     output: bytes | None = None
     error: dict[str, Any] | None = None
     release: bool = False
-    """Give up the lease: the run is finished or parked."""
+    """Give up the lease: the run is finished, parked or suspended."""
+    wake_at: float | None = None
+    """SUSPENDED: when a timer is due (None: only a signal or a child wakes it)."""
+    seen_signal_id: int = 0
+    """SUSPENDED: wake at once if a signal newer than this arrived meanwhile."""
+    awaited_runs: tuple[str, ...] = ()
+    """SUSPENDED: wake at once if one of these child runs has already settled."""
 
 
 @dataclass
@@ -113,6 +131,10 @@ class Checkpoint:
     steps: list[StepRecord] = field(default_factory=list)
     events: list[NewEvent] = field(default_factory=list)
     change: RunChange | None = None
+    new_runs: list[NewRun] = field(default_factory=list)
+    """Child runs to create (idempotent by run_id)."""
+    consumed_signals: list[tuple[int, int]] = field(default_factory=list)
+    """(signal id, seq of the wait that consumed it); each signal is consumed once."""
 
 
 @dataclass(frozen=True)

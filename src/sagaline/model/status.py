@@ -38,13 +38,15 @@ TERMINAL = frozenset(
     {RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.FAILED, RunStatus.CANCELLED}
 )
 PARKED = frozenset({RunStatus.COMPENSATION_FAILED, RunStatus.FAILED_AFTER_PIVOT, RunStatus.BLOCKED})
-# Statuses a worker claims and drives forward.
+# Statuses a worker claims and drives forward (SUSPENDED ones once they are due).
 ACTIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.COMPENSATING})
 
 
 class StepStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    WAITING = "WAITING"
+    """A timer, signal or child the run is suspended on."""
     SKIPPED = "SKIPPED"
     """A failed compensation an operator marked as resolved by hand."""
 
@@ -52,3 +54,10 @@ class StepStatus(StrEnum):
 class StepKind(StrEnum):
     STEP = "step"
     COMPENSATION = "compensation"
+    SLEEP = "sleep"
+    SIGNAL = "signal"
+    CHILD = "child"
+    """Starting a child workflow: recorded so that it happens once."""
+    CHILD_RESULT = "child_result"
+    PATCH = "patch"
+    """A version marker: this run took the code path of a named change."""

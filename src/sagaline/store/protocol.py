@@ -16,6 +16,7 @@ from sagaline.model.records import (
     NewRun,
     OperatorChange,
     RunRecord,
+    SignalRecord,
     StepRecord,
 )
 from sagaline.model.status import RunStatus
@@ -55,13 +56,16 @@ class Store(Protocol):
         limit: int,
         queue: str = "default",
         run_id: str | None = None,
+        now: float = 0.0,
     ) -> list[RunRecord]:
         """Take up to ``limit`` active runs of ``queue`` and the given workflows.
 
         A run is free when it has no owner or its lease has expired. Each claim bumps the
         run's lease epoch, which fences out every write of the previous owner. A queue's
         concurrency limit holds across all workers: claims never put more of its runs in
-        flight than the limit allows.
+        flight than the limit allows. SUSPENDED runs whose ``wake_at`` is at or before
+        ``now`` (the engine's clock, so a test's fake clock can drive timers) are claimed
+        too, and become RUNNING.
         """
 
     async def heartbeat(self, owner: str, lease_seconds: float, run_ids: Sequence[str]) -> int:
@@ -85,6 +89,19 @@ class Store(Protocol):
 
     async def queue_limits(self) -> dict[str, int]: ...
 
+    async def send_signal(self, run_id: str, name: str, payload: bytes, at: float) -> bool:
+        """Keep a signal for the run (False if there is no such run), and wake it if it sleeps.
+
+        Serialised with the run's own commits, so a run that suspends while a signal
+        arrives is always woken.
+        """
+
+    async def load_signals(self, run_id: str) -> list[SignalRecord]:
+        """The run's signals not yet consumed, oldest first."""
+
+    async def next_wake_at(self, queues: Sequence[str]) -> float | None:
+        """The earliest timer due among suspended runs of these queues."""
+
     async def expire_owners(self, owners: Sequence[str]) -> int:
         """End the leases of owners known to be dead; returns the runs freed."""
 
@@ -96,6 +113,8 @@ class Store(Protocol):
 
         Each checkpoint lands whole, or not at all when its writer no longer holds the
         lease (owner and epoch); the others are unaffected. Results are in batch order.
+        A run that settles wakes its suspended parent; a run that suspends is due at once
+        if a newer signal or an awaited child's end arrived meanwhile.
         """
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:

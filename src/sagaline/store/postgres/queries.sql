@@ -3,11 +3,11 @@
 
 -- name: insert_run
 INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
-                  created_at, updated_at)
+                  parent_run_id, created_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6::text,
         CASE WHEN $6::text IS NULL THEN NULL
              ELSE extract(epoch from clock_timestamp()) + $7 END,
-        CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END, $8, $8)
+        CASE WHEN $6::text IS NULL THEN 0 ELSE 1 END, $9, $8, $8)
 ON CONFLICT (run_id) DO NOTHING
 RETURNING run_id
 
@@ -23,11 +23,13 @@ SET owner = $1,
     lease_until = extract(epoch from clock_timestamp()) + $2,
     lease_epoch = r.lease_epoch + 1,
     updated_at = extract(epoch from clock_timestamp()),
-    status = CASE WHEN r.status = 'PENDING' THEN 'RUNNING' ELSE r.status END
+    wake_at = NULL,
+    status = CASE WHEN r.status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING' ELSE r.status END
 FROM (
     SELECT run_id FROM runs
-    WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')
-      AND (owner IS NULL OR lease_until < extract(epoch from clock_timestamp()))
+    WHERE ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+            AND (owner IS NULL OR lease_until < extract(epoch from clock_timestamp())))
+           OR (status = 'SUSPENDED' AND wake_at <= $7::float8))
       AND workflow = ANY($3::text[])
       AND queue = $5
       AND ($6::text IS NULL OR run_id = $6::text)
@@ -83,9 +85,19 @@ RETURNING runs.run_id, runs.cancel_requested
 
 -- name: change_run
 UPDATE runs
-SET status = $2, output = $3, error = $4, updated_at = $5,
-    owner = CASE WHEN $6 THEN NULL ELSE owner END,
-    lease_until = CASE WHEN $6 THEN NULL ELSE lease_until END
+SET status = $2::text, output = $3, error = $4, updated_at = $5::float8,
+    owner = CASE WHEN $6::bool THEN NULL ELSE owner END,
+    lease_until = CASE WHEN $6::bool THEN NULL ELSE lease_until END,
+    wake_at = CASE
+        WHEN $2::text <> 'SUSPENDED' THEN NULL
+        WHEN EXISTS (SELECT 1 FROM signals s
+                     WHERE s.run_id = $1 AND s.consumed_seq IS NULL AND s.id > $8::bigint)
+            THEN $5::float8
+        WHEN EXISTS (SELECT 1 FROM runs c WHERE c.run_id = ANY($9::text[])
+                     AND c.status IN ('COMPLETED', 'COMPENSATED', 'FAILED', 'CANCELLED',
+                                      'COMPENSATION_FAILED', 'FAILED_AFTER_PIVOT', 'BLOCKED'))
+            THEN $5::float8
+        ELSE $7::float8 END
 WHERE run_id = $1
 
 -- name: upsert_step
@@ -107,7 +119,8 @@ INSERT INTO events (run_id, at, type, seq, data) VALUES ($1, $2, $3, $4, $5)
 UPDATE runs
 SET status = COALESCE($2::text, status),
     cancel_requested = cancel_requested OR $3,
-    updated_at = $4
+    wake_at = CASE WHEN $3::bool AND status = 'SUSPENDED' THEN $4::float8 ELSE wake_at END,
+    updated_at = $4::float8
 WHERE run_id = $1 AND status = ANY($5::text[])
 RETURNING *
 
@@ -146,3 +159,36 @@ SELECT pg_advisory_xact_lock(hashtext('sagaline.migrate.' || current_schema()))
 DO $$ BEGIN
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_setting('sagaline.schema'));
 END $$
+
+-- name: lock_parent
+SELECT p.run_id FROM runs p
+WHERE p.run_id = (SELECT parent_run_id FROM runs WHERE run_id = $1)
+FOR UPDATE OF p
+
+-- name: wake_parent
+UPDATE runs SET wake_at = $2
+WHERE run_id = (SELECT parent_run_id FROM runs WHERE run_id = $1) AND status = 'SUSPENDED'
+
+-- name: insert_child
+INSERT INTO runs (run_id, workflow, status, input, queue, lease_epoch, parent_run_id,
+                  created_at, updated_at)
+VALUES ($1, $2, 'PENDING', $3, $4, 0, $5, $6, $6)
+ON CONFLICT (run_id) DO NOTHING
+
+-- name: consume_signal
+UPDATE signals SET consumed_seq = $2 WHERE id = $1 AND consumed_seq IS NULL
+
+-- name: lock_run
+SELECT run_id FROM runs WHERE run_id = $1 FOR UPDATE
+
+-- name: insert_signal
+INSERT INTO signals (run_id, name, payload, sent_at) VALUES ($1, $2, $3, $4)
+
+-- name: wake_for_signal
+UPDATE runs SET wake_at = $2 WHERE run_id = $1 AND status = 'SUSPENDED'
+
+-- name: select_signals
+SELECT * FROM signals WHERE run_id = $1 AND consumed_seq IS NULL ORDER BY id
+
+-- name: next_wake
+SELECT min(wake_at) FROM runs WHERE status = 'SUSPENDED' AND queue = ANY($1::text[])

@@ -27,6 +27,7 @@ import asyncpg
 
 from sagaline.model.errors import (
     DatabaseError,
+    DatabaseUnavailableError,
     NotASagalineDatabaseError,
     SchemaTooNewError,
 )
@@ -37,6 +38,7 @@ from sagaline.model.records import (
     NewRun,
     OperatorChange,
     RunRecord,
+    SignalRecord,
     StepRecord,
 )
 from sagaline.model.status import RunStatus, StepKind, StepStatus
@@ -186,6 +188,7 @@ class PostgresStore:
                     who,
                     lease_seconds,
                     run.at,
+                    run.parent_run_id,
                 )
                 if inserted is not None:
                     data = json.dumps({"workflow": run.workflow})
@@ -234,6 +237,7 @@ class PostgresStore:
         limit: int,
         queue: str = "default",
         run_id: str | None = None,
+        now: float = 0.0,
     ) -> list[RunRecord]:
         if not workflows:
             return []
@@ -244,7 +248,7 @@ class PostgresStore:
                 if n <= 0:
                     return []
                 rows = await conn.fetch(
-                    _Q["claim"], owner, lease_seconds, list(workflows), n, queue, run_id
+                    _Q["claim"], owner, lease_seconds, list(workflows), n, queue, run_id, now
                 )
                 runs = [_run(r) for r in rows]
                 await conn.executemany(
@@ -297,6 +301,33 @@ class PostgresStore:
         else:
             await self._retry(lambda c: c.execute(_Q["set_queue_limit"], queue, limit))
 
+    async def send_signal(self, run_id: str, name: str, payload: bytes, at: float) -> bool:
+        async def op(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                # The row lock orders this against the run's own suspending commit.
+                if await conn.fetchval(_Q["lock_run"], run_id) is None:
+                    return False
+                await conn.execute(_Q["insert_signal"], run_id, name, payload, at)
+                await conn.execute(_Q["wake_for_signal"], run_id, at)
+                data = json.dumps({"signal": name})
+                await conn.execute(_Q["insert_event"], run_id, at, "SignalReceived", None, data)
+                await conn.execute(_Q["notify"], "")
+                return True
+
+        async with self._p().acquire() as conn:
+            return await op(conn)
+
+    async def load_signals(self, run_id: str) -> list[SignalRecord]:
+        rows = await self._retry(lambda c: c.fetch(_Q["select_signals"], run_id))
+        return [
+            SignalRecord(r["id"], r["run_id"], r["name"], bytes(r["payload"]), r["sent_at"])
+            for r in rows
+        ]
+
+    async def next_wake_at(self, queues: Sequence[str]) -> float | None:
+        value = await self._retry(lambda c: c.fetchval(_Q["next_wake"], list(queues)))
+        return None if value is None else float(value)
+
     async def queue_limits(self) -> dict[str, int]:
         rows = await self._retry(lambda c: c.fetch(_Q["queue_limits"]))
         return {r[0]: r[1] for r in rows}
@@ -304,7 +335,17 @@ class PostgresStore:
     # -- progress --------------------------------------------------------------------------
 
     async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
-        """One transaction and five statements for the whole batch, however large."""
+        """One transaction and a few statements for the whole batch, however large.
+
+        Raises:
+            DatabaseUnavailableError: the connection failed; whether it landed is unknown.
+        """
+        try:
+            return await self._commit(batch)
+        except TRANSIENT as exc:
+            raise DatabaseUnavailableError(f"commit interrupted: {exc!r}") from exc
+
+    async def _commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
         async with self._p().acquire() as conn, conn.transaction():
             fenced = await conn.fetch(
                 _Q["fence"],
@@ -325,6 +366,17 @@ class PostgresStore:
             ]
             if events:
                 await conn.executemany(_Q["insert_event"], events)
+            children = [
+                (c.run_id, c.workflow, c.input, c.queue, c.parent_run_id, c.at)
+                for cp in landed
+                for c in cp.new_runs
+            ]
+            if children:
+                await conn.executemany(_Q["insert_child"], children)
+                await conn.execute(_Q["notify"], "")
+            consumed = [pair for cp in landed for pair in cp.consumed_signals]
+            if consumed:
+                await conn.executemany(_Q["consume_signal"], consumed)
             changes = [
                 (
                     cp.run_id,
@@ -333,12 +385,24 @@ class PostgresStore:
                     None if cp.change.error is None else json.dumps(cp.change.error),
                     max((ev.at for ev in cp.events), default=0.0),
                     cp.change.release,
+                    cp.change.wake_at,
+                    cp.change.seen_signal_id,
+                    list(cp.change.awaited_runs),
                 )
                 for cp in landed
                 if cp.change is not None
             ]
             if changes:
                 await conn.executemany(_Q["change_run"], changes)
+            settled = [
+                (cp.run_id, max((ev.at for ev in cp.events), default=0.0))
+                for cp in landed
+                if cp.change is not None and cp.change.status.is_settled
+            ]
+            for run_id, at in settled:
+                # Locking the parent orders this against the parent's own suspension.
+                if await conn.fetchval(_Q["lock_parent"], run_id) is not None:
+                    await conn.execute(_Q["wake_parent"], run_id, at)
         return [
             CommitResult(cp.run_id, cp.run_id in cancel, bool(cancel.get(cp.run_id, False)))
             for cp in batch
@@ -411,6 +475,8 @@ def _run(row: asyncpg.Record) -> RunRecord:
         cancel_requested=row["cancel_requested"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        wake_at=row["wake_at"],
+        parent_run_id=row["parent_run_id"],
     )
 
 

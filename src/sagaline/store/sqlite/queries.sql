@@ -3,11 +3,11 @@
 
 -- name: insert_run
 INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
-                  created_at, updated_at)
+                  parent_run_id, created_at, updated_at)
 VALUES (:run_id, :workflow, :status, :input, :queue, :owner,
         CASE WHEN :owner IS NULL THEN NULL
              ELSE (julianday('now') - 2440587.5) * 86400.0 + :lease END,
-        CASE WHEN :owner IS NULL THEN 0 ELSE 1 END, :at, :at)
+        CASE WHEN :owner IS NULL THEN 0 ELSE 1 END, :parent_run_id, :at, :at)
 ON CONFLICT (run_id) DO NOTHING
 
 -- name: select_run
@@ -22,11 +22,13 @@ SET owner = :owner,
     lease_until = (julianday('now') - 2440587.5) * 86400.0 + :lease,
     lease_epoch = lease_epoch + 1,
     updated_at = (julianday('now') - 2440587.5) * 86400.0,
-    status = CASE WHEN status = 'PENDING' THEN 'RUNNING' ELSE status END
+    wake_at = NULL,
+    status = CASE WHEN status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING' ELSE status END
 WHERE run_id IN (
     SELECT run_id FROM runs
-    WHERE status IN ('PENDING', 'RUNNING', 'COMPENSATING')
-      AND (owner IS NULL OR lease_until < (julianday('now') - 2440587.5) * 86400.0)
+    WHERE ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+            AND (owner IS NULL OR lease_until < (julianday('now') - 2440587.5) * 86400.0))
+           OR (status = 'SUSPENDED' AND wake_at <= :now))
       AND workflow IN (SELECT value FROM json_each(:workflows))
       AND queue = :queue
       AND (:run_id IS NULL OR run_id = :run_id)
@@ -75,7 +77,7 @@ RETURNING cancel_requested
 
 -- name: change_run
 UPDATE runs
-SET status = :status, output = :output, error = :error, updated_at = :at,
+SET status = :status, output = :output, error = :error, updated_at = :at, wake_at = :wake_at,
     owner = CASE WHEN :release THEN NULL ELSE owner END,
     lease_until = CASE WHEN :release THEN NULL ELSE lease_until END
 WHERE run_id = :run_id
@@ -94,6 +96,7 @@ INSERT INTO events (run_id, at, type, seq, data) VALUES (:run_id, :at, :type, :s
 UPDATE runs
 SET status = COALESCE(:to_status, status),
     cancel_requested = MAX(cancel_requested, :cancel),
+    wake_at = CASE WHEN :cancel AND status = 'SUSPENDED' THEN :at ELSE wake_at END,
     updated_at = :at
 WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:from_statuses))
 RETURNING *
@@ -112,3 +115,40 @@ SELECT * FROM runs WHERE status = :status ORDER BY created_at DESC, run_id LIMIT
 
 -- name: select_events
 SELECT * FROM events WHERE run_id = :run_id ORDER BY id
+
+-- name: newer_signal
+SELECT 1 FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL AND id > :seen LIMIT 1
+
+-- name: settled_run
+SELECT 1 FROM runs
+WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+  AND status IN ('COMPLETED', 'COMPENSATED', 'FAILED', 'CANCELLED',
+                 'COMPENSATION_FAILED', 'FAILED_AFTER_PIVOT', 'BLOCKED')
+LIMIT 1
+
+-- name: wake_parent
+UPDATE runs SET wake_at = :at
+WHERE run_id = (SELECT parent_run_id FROM runs WHERE run_id = :run_id)
+  AND status = 'SUSPENDED'
+
+-- name: insert_child
+INSERT INTO runs (run_id, workflow, status, input, queue, lease_epoch, parent_run_id,
+                  created_at, updated_at)
+VALUES (:run_id, :workflow, 'PENDING', :input, :queue, 0, :parent_run_id, :at, :at)
+ON CONFLICT (run_id) DO NOTHING
+
+-- name: consume_signal
+UPDATE signals SET consumed_seq = :seq WHERE id = :id AND consumed_seq IS NULL
+
+-- name: insert_signal
+INSERT INTO signals (run_id, name, payload, sent_at) VALUES (:run_id, :name, :payload, :at)
+
+-- name: wake_for_signal
+UPDATE runs SET wake_at = :at WHERE run_id = :run_id AND status = 'SUSPENDED'
+
+-- name: select_signals
+SELECT * FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL ORDER BY id
+
+-- name: next_wake
+SELECT min(wake_at) FROM runs
+WHERE status = 'SUSPENDED' AND queue IN (SELECT value FROM json_each(:queues))

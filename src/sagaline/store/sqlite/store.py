@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sagaline.model.errors import (
     DatabaseError,
+    DatabaseUnavailableError,
     NotASagalineDatabaseError,
     SchemaTooNewError,
 )
@@ -27,7 +28,9 @@ from sagaline.model.records import (
     EventRecord,
     NewRun,
     OperatorChange,
+    RunChange,
     RunRecord,
+    SignalRecord,
     StepRecord,
 )
 from sagaline.model.status import RunStatus, StepKind, StepStatus
@@ -121,6 +124,7 @@ class SqliteStore:
                     "queue": run.queue,
                     "owner": owner,
                     "lease": lease_seconds,
+                    "parent_run_id": run.parent_run_id,
                     "at": run.at,
                 },
             )
@@ -175,10 +179,12 @@ class SqliteStore:
         limit: int,
         queue: str = "default",
         run_id: str | None = None,
+        now: float = 0.0,
     ) -> list[RunRecord]:
         if not workflows:
             return []
         params: dict[str, Any] = {
+            "now": now,
             "owner": owner,
             "lease": lease_seconds,
             "workflows": json.dumps(list(workflows)),
@@ -222,6 +228,35 @@ class SqliteStore:
 
         await self._tx(tx)
 
+    async def send_signal(self, run_id: str, name: str, payload: bytes, at: float) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            if conn.execute(_Q["select_run"], {"run_id": run_id}).fetchone() is None:
+                return False
+            key = {"run_id": run_id, "at": at}
+            conn.execute(_Q["insert_signal"], {**key, "name": name, "payload": payload})
+            conn.execute(_Q["wake_for_signal"], key)
+            _insert_event(conn, run_id, "SignalReceived", at, None, {"signal": name})
+            return True
+
+        return await self._tx(tx)
+
+    async def load_signals(self, run_id: str) -> list[SignalRecord]:
+        def q(conn: sqlite3.Connection) -> list[SignalRecord]:
+            rows = conn.execute(_Q["select_signals"], {"run_id": run_id})
+            return [
+                SignalRecord(r["id"], r["run_id"], r["name"], bytes(r["payload"]), r["sent_at"])
+                for r in rows
+            ]
+
+        return await self._call(q)
+
+    async def next_wake_at(self, queues: Sequence[str]) -> float | None:
+        def q(conn: sqlite3.Connection) -> float | None:
+            row = conn.execute(_Q["next_wake"], {"queues": json.dumps(list(queues))}).fetchone()
+            return None if row[0] is None else float(row[0])
+
+        return await self._call(q)
+
     async def queue_limits(self) -> dict[str, int]:
         def q(conn: sqlite3.Connection) -> dict[str, int]:
             return {row[0]: row[1] for row in conn.execute(_Q["queue_limits"])}
@@ -246,7 +281,10 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> list[CommitResult]:
             return [_apply_checkpoint(conn, cp) for cp in batch]
 
-        return await self._tx(tx)
+        try:
+            return await self._tx(tx)
+        except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O
+            raise DatabaseUnavailableError(f"commit failed: {exc}") from exc
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         def tx(conn: sqlite3.Connection) -> RunRecord | None:
@@ -294,6 +332,20 @@ def _apply_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> CommitResult:
         conn.execute(_Q["upsert_step"], _step_params(cp.run_id, step))
     for ev in cp.events:
         _insert_event(conn, cp.run_id, ev.type, ev.at, ev.seq, ev.data)
+    for child in cp.new_runs:
+        conn.execute(
+            _Q["insert_child"],
+            {
+                "run_id": child.run_id,
+                "workflow": child.workflow,
+                "input": child.input,
+                "queue": child.queue,
+                "parent_run_id": child.parent_run_id,
+                "at": child.at,
+            },
+        )
+    for signal_id, seq in cp.consumed_signals:
+        conn.execute(_Q["consume_signal"], {"id": signal_id, "seq": seq})
     if cp.change is not None:
         ch = cp.change
         conn.execute(
@@ -304,10 +356,26 @@ def _apply_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> CommitResult:
                 "output": ch.output,
                 "error": None if ch.error is None else json.dumps(ch.error),
                 "release": int(ch.release),
+                "wake_at": _wake_at(conn, cp.run_id, ch, at),
                 "at": at,
             },
         )
+        if ch.status.is_settled:
+            conn.execute(_Q["wake_parent"], {"run_id": cp.run_id, "at": at})
     return CommitResult(cp.run_id, landed=True, cancel_requested=bool(fenced[0]))
+
+
+def _wake_at(conn: sqlite3.Connection, run_id: str, ch: RunChange, at: float) -> float | None:
+    """When a suspending run is due: at once if what it waits for arrived meanwhile."""
+    if ch.status is not RunStatus.SUSPENDED:
+        return None
+    seen = {"run_id": run_id, "seen": ch.seen_signal_id}
+    if conn.execute(_Q["newer_signal"], seen).fetchone() is not None:
+        return at
+    awaited = {"run_ids": json.dumps(list(ch.awaited_runs))}
+    if ch.awaited_runs and conn.execute(_Q["settled_run"], awaited).fetchone() is not None:
+        return at
+    return ch.wake_at
 
 
 def _insert_event(
@@ -358,6 +426,8 @@ def _run(row: sqlite3.Row) -> RunRecord:
         cancel_requested=bool(row["cancel_requested"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        wake_at=row["wake_at"],
+        parent_run_id=row["parent_run_id"],
     )
 
 
