@@ -202,6 +202,7 @@ class RunContext:
         """Commit a finished wait (timer fired, signal consumed, child ended...)."""
         await self.checkpoint(steps=[rec], events=[event], **extra)
         self.history[rec.seq] = rec
+        self.consumed.add(rec.seq)
         self.last_time = max(self.last_time, rec.finished_at)
 
     async def drain(self) -> None:

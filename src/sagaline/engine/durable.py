@@ -134,7 +134,9 @@ async def wait_for_signal(
     signal = next((s for s in ctx.signals if s.name == name), None)
     if signal is not None:
         ctx.signals.remove(signal)
-        done = _row(ctx, seq, StepKind.SIGNAL, name, StepStatus.SUCCEEDED, signal.payload, None, started)
+        done = _row(
+            ctx, seq, StepKind.SIGNAL, name, StepStatus.SUCCEEDED, signal.payload, None, started
+        )
         event = ctx.event(ev.SIGNAL_CONSUMED, seq, signal=name)
         await ctx.record(done, event, consumed_signals=[(signal.id, seq)])
         return codec.decode(signal.payload, type, f"signal {name!r}")
@@ -144,7 +146,9 @@ async def wait_for_signal(
         await ctx.record(done, ctx.event(ev.SIGNAL_TIMED_OUT, seq, signal=name))
         raise SignalTimeoutError(name, ctx.run.run_id)
     output = codec.encode(deadline, "signal deadline")
-    ctx.wait(_row(ctx, seq, StepKind.SIGNAL, name, StepStatus.WAITING, output, None, started), deadline)
+    ctx.wait(
+        _row(ctx, seq, StepKind.SIGNAL, name, StepStatus.WAITING, output, None, started), deadline
+    )
 
 
 class ChildHandle(Generic[R]):
@@ -175,7 +179,9 @@ class ChildHandle(Generic[R]):
             event = ctx.event(ev.CHILD_FINISHED, seq, child=self.run_id, status=child.status.value)
             await ctx.record(rec, event)
         if rec.status is StepStatus.SUCCEEDED:
-            value: R = codec.decode(rec.output or b"null", self.workflow.signature.return_type, where)
+            value: R = codec.decode(
+                rec.output or b"null", self.workflow.signature.return_type, where
+            )
             return value
         failure: dict[str, Any] = rec.error or {}
         raise RunFailedError(self.run_id, RunStatus(failure["status"]), failure.get("cause"))

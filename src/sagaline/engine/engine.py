@@ -383,4 +383,3 @@ class Engine:
                 return await handle.result()
 
         return asyncio.run(go())
-

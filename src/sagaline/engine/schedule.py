@@ -9,8 +9,8 @@ by one: the most recent one is started once, then the schedule goes on.
 from __future__ import annotations
 
 import logging
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 from sagaline.engine.registry import WorkflowDef, scheduled_workflows
 from sagaline.engine.runtime import Runtime
