@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sagaline import Engine, RunFailedError, RunNotFoundError, RunStatus
+from sagaline.model.records import EventRecord
 from sagaline.testing import FakeClock
 from tests.conftest import MakeEngine
 from tests.engine import sagas_durable as d
@@ -62,7 +63,7 @@ async def test_thirty_day_sleep_suspends_then_resumes_by_replay(
     assert types.count("RunSuspended") == 1 and types.count("TimerFired") == 1
 
 
-async def engine_history(make_engine: MakeEngine, run_id: str) -> list[object]:
+async def engine_history(make_engine: MakeEngine, run_id: str) -> list[EventRecord]:
     async with make_engine(worker=False) as client:
         return list(await client.history(run_id))
 
