@@ -24,8 +24,18 @@ DEADLINE = 240.0
 
 def spawn(url: str, ledger: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "sagaline.cli", "worker", "--db", url]
-        + ["--import", "tests.scale.sleepy", "--concurrency", "200"],
+        [
+            sys.executable,
+            "-m",
+            "sagaline.cli",
+            "worker",
+            "--db",
+            url,
+            "--import",
+            "tests.scale.sleepy",
+            "--concurrency",
+            "200",
+        ],
         cwd=ROOT,
         env={**os.environ, "FLEET_LEDGER": str(ledger)},
         stdout=log.open("ab"),
