@@ -180,11 +180,12 @@ class Worker:
         timeout = self.poll_interval
         if self.capacity <= 0:
             return timeout
-        due = [await self.rt.store.next_wake_at(self.queues), self.scheduler.next_due()]
-        for at in due:
+        timer = await self.rt.store.next_wake_at(self.queues, workflow_names())
+        for at in (timer, self.scheduler.next_due()):
             if at is not None:
-                timeout = min(timeout, at - self.rt.clock())
-        return max(timeout, 0.002)
+                # Due yet unclaimed (its queue is at its limit, say): look again soon, not hot.
+                timeout = min(timeout, max(at - self.rt.clock(), 0.05))
+        return timeout
 
     async def _claim_once(self) -> None:
         owners = await self.rt.store.active_owners()

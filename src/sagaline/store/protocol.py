@@ -99,8 +99,8 @@ class Store(Protocol):
     async def load_signals(self, run_id: str) -> list[SignalRecord]:
         """The run's signals not yet consumed, oldest first."""
 
-    async def next_wake_at(self, queues: Sequence[str]) -> float | None:
-        """The earliest timer due among suspended runs of these queues."""
+    async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
+        """The earliest timer among suspended runs of these queues and workflows."""
 
     async def expire_owners(self, owners: Sequence[str]) -> int:
         """End the leases of owners known to be dead; returns the runs freed."""

@@ -191,4 +191,5 @@ UPDATE runs SET wake_at = $2 WHERE run_id = $1 AND status = 'SUSPENDED'
 SELECT * FROM signals WHERE run_id = $1 AND consumed_seq IS NULL ORDER BY id
 
 -- name: next_wake
-SELECT min(wake_at) FROM runs WHERE status = 'SUSPENDED' AND queue = ANY($1::text[])
+SELECT min(wake_at) FROM runs
+WHERE status = 'SUSPENDED' AND queue = ANY($1::text[]) AND workflow = ANY($2::text[])

@@ -324,8 +324,10 @@ class PostgresStore:
             for r in rows
         ]
 
-    async def next_wake_at(self, queues: Sequence[str]) -> float | None:
-        value = await self._retry(lambda c: c.fetchval(_Q["next_wake"], list(queues)))
+    async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
+        value = await self._retry(
+            lambda c: c.fetchval(_Q["next_wake"], list(queues), list(workflows))
+        )
         return None if value is None else float(value)
 
     async def queue_limits(self) -> dict[str, int]:

@@ -152,3 +152,4 @@ SELECT * FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL ORDER BY i
 -- name: next_wake
 SELECT min(wake_at) FROM runs
 WHERE status = 'SUSPENDED' AND queue IN (SELECT value FROM json_each(:queues))
+  AND workflow IN (SELECT value FROM json_each(:workflows))

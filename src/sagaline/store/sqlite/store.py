@@ -250,9 +250,11 @@ class SqliteStore:
 
         return await self._call(q)
 
-    async def next_wake_at(self, queues: Sequence[str]) -> float | None:
+    async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
+        params = {"queues": json.dumps(list(queues)), "workflows": json.dumps(list(workflows))}
+
         def q(conn: sqlite3.Connection) -> float | None:
-            row = conn.execute(_Q["next_wake"], {"queues": json.dumps(list(queues))}).fetchone()
+            row = conn.execute(_Q["next_wake"], params).fetchone()
             return None if row[0] is None else float(row[0])
 
         return await self._call(q)
