@@ -25,7 +25,7 @@ async def test_unknown_workflow_on_recovery_is_reported_and_left_untouched(
 ) -> None:
     store = open_store(store_url)
     await store.open()
-    await store.create_run(NewRun("ghost", "gone.module.wf", b"[]", "default", 1.0), None, 10)
+    await store.create_runs([(NewRun("ghost", "gone.module.wf", b"[]", "default", 1.0), None)], 10)
     await store.aclose()
     with caplog.at_level(logging.WARNING, logger="sagaline"):
         async with make_engine() as engine:

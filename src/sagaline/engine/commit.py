@@ -1,28 +1,37 @@
-"""Group commit: checkpoints from many runs share one database transaction.
+"""Group commit: many runs' writes share one database transaction.
 
-While one batch is being written, new checkpoints queue up and go together in the next,
-so under load the number of commits grows far slower than the number of steps. A caller
+While one batch is being written, new items queue up and go together in the next, so under
+load the number of commits grows far slower than the number of steps or starts. A caller
 is answered only after its batch has committed: a step is reported done only once durable.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
 
 from sagaline.model.records import Checkpoint, CommitResult
 from sagaline.store.protocol import Store
 
+I = TypeVar("I")  # noqa: E741
+O = TypeVar("O")  # noqa: E741
 
-class GroupCommitter:
-    def __init__(self, store: Store, max_batch: int = 256) -> None:
-        self._store = store
+
+class Batcher(Generic[I, O]):
+    """Feeds items to ``write(batch) -> results`` in batches, one batch at a time."""
+
+    def __init__(
+        self, write: Callable[[Sequence[I]], Awaitable[list[O]]], max_batch: int = 256
+    ) -> None:
+        self._write = write
         self._max_batch = max_batch
-        self._pending: list[tuple[Checkpoint, asyncio.Future[CommitResult]]] = []
+        self._pending: list[tuple[I, asyncio.Future[O]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def commit(self, checkpoint: Checkpoint) -> CommitResult:
-        future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
-        self._pending.append((checkpoint, future))
+    async def submit(self, item: I) -> O:
+        future: asyncio.Future[O] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="sagaline-group-commit")
         return await future
@@ -33,7 +42,7 @@ class GroupCommitter:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
                 try:
-                    results = await self._store.commit([cp for cp, _ in batch])
+                    results = await self._write([item for item, _ in batch])
                 except BaseException as exc:
                     for _, future in batch:
                         if not future.done():
@@ -46,3 +55,11 @@ class GroupCommitter:
                         future.set_result(result)
         finally:
             self._flusher = None
+
+
+class GroupCommitter(Batcher[Checkpoint, CommitResult]):
+    def __init__(self, store: Store, max_batch: int = 256) -> None:
+        super().__init__(store.commit, max_batch)
+
+    async def commit(self, checkpoint: Checkpoint) -> CommitResult:
+        return await self.submit(checkpoint)

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
-from sagaline.engine.commit import GroupCommitter
+from sagaline.engine.commit import Batcher, GroupCommitter
 from sagaline.engine.registry import WorkflowDef, get_workflow, workflow_names
 from sagaline.engine.runtime import Runtime
 from sagaline.engine.wake import wait_event
@@ -134,6 +134,7 @@ class Engine:
         self._worker: Worker | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._settled: dict[str, asyncio.Event] = {}
+        self._creates: Batcher[tuple[NewRun, str | None], tuple[RunRecord, bool]] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -180,11 +181,24 @@ class Engine:
         if worker is not None:
             await worker.stop()
         store, self._store = self._store, None
+        self._creates = None
         if store is not None:
             await store.aclose()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
+
+    def _creator(self) -> Batcher[tuple[NewRun, str | None], tuple[RunRecord, bool]]:
+        if self._creates is None:
+            store, lease = self.store, self._lease_seconds
+
+            async def write(
+                batch: Sequence[tuple[NewRun, str | None]],
+            ) -> list[tuple[RunRecord, bool]]:
+                return await store.create_runs(batch, lease)
+
+            self._creates = Batcher(write)
+        return self._creates
 
     @property
     def store(self) -> Store:
@@ -244,7 +258,7 @@ class Engine:
         runs_here = worker is not None and worker.capacity > 0 and wdef.queue in worker.queues
         owner = worker.rt.owner if worker is not None and runs_here else None
         new = NewRun(run_id, wdef.name, data, wdef.queue, self._clock())
-        run, created = await self.store.create_run(new, owner, self._lease_seconds)
+        run, created = await self._creator().submit((new, owner))
         if run.workflow != wdef.name:
             raise InvalidOperationError(
                 f"run {run_id!r} already exists as a run of workflow {run.workflow!r}, not "

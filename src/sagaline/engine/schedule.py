@@ -41,7 +41,7 @@ class Scheduler:
                 continue
             data = wf.signature.encode_args(self.rt.codec, wf.signature.bind((), {}))
             run = NewRun(period_run_id(wf, period), wf.name, data, wf.queue, self.rt.clock())
-            _, created = await self.rt.store.create_run(run, None, self.rt.lease_seconds)
+            [(_, created)] = await self.rt.store.create_runs([(run, None)], self.rt.lease_seconds)
             if created:
                 log.info("started %s for the period %s", run.run_id, period.isoformat())
             self._started[wf.name] = period

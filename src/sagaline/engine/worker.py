@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -72,6 +73,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler(rt, self.queues)
+        self._next_owner_check = 0.0
 
     @property
     def capacity(self) -> int:
@@ -114,6 +116,7 @@ class Worker:
         self._tasks[run.run_id] = task
 
     async def _execute(self, run: RunRecord, fresh: bool) -> None:
+        look_again = True  # whether the claim loop should look for work when this ends
         try:
             store = self.rt.store
             records = [] if fresh else await store.load_steps(run.run_id)
@@ -121,6 +124,8 @@ class Worker:
             ctx = RunContext(self.rt, run, records, signals)
             self._contexts[run.run_id] = ctx
             await execute(ctx)
+            # A suspended run may be due before the loop's next look; a full worker has room.
+            look_again = bool(ctx.waits) or len(self._tasks) >= self.concurrency
         except asyncio.CancelledError:
             raise
         except StoreInterrupted as exc:
@@ -146,7 +151,8 @@ class Worker:
             self._tasks.pop(run.run_id, None)
             self._contexts.pop(run.run_id, None)
             self._on_settled(run.run_id)
-            self._wake.set()
+            if look_again:
+                self._wake.set()
 
     async def _release_when_possible(self, run_id: str) -> None:
         """Hand the run back so it is claimed again at once, not after its lease."""
@@ -187,12 +193,20 @@ class Worker:
                 timeout = min(timeout, max(at - self.rt.clock(), 0.05))
         return timeout
 
-    async def _claim_once(self) -> None:
+    async def _free_dead_owners(self) -> None:
+        """At most once a poll interval: free runs held by dead processes on this host."""
+        now = time.monotonic()
+        if now < self._next_owner_check:
+            return
+        self._next_owner_check = now + self.poll_interval
         owners = await self.rt.store.active_owners()
         dead = [o for o in owners if o != self.rt.owner and owner_is_dead(o)]
         if dead:
             freed = await self.rt.store.expire_owners(dead)
             log.info("freed %d run(s) held by dead worker(s) %s", freed, ", ".join(dead))
+
+    async def _claim_once(self) -> None:
+        await self._free_dead_owners()
         for queue in self.queues:
             if self.capacity <= 0:
                 return

@@ -33,14 +33,14 @@ class Store(Protocol):
             SchemaTooNewError: a newer sagaline wrote it.
         """
 
-    async def create_run(
-        self, run: NewRun, owner: str | None, lease_seconds: float
-    ) -> tuple[RunRecord, bool]:
-        """Insert the run unless its id exists; returns the run and whether it is new.
+    async def create_runs(
+        self, batch: Sequence[tuple[NewRun, str | None]], lease_seconds: float
+    ) -> list[tuple[RunRecord, bool]]:
+        """Insert each run unless its id exists, all in one transaction.
 
-        Idempotent by ``run_id``. With an ``owner`` the new run is born claimed (RUNNING,
-        epoch 1), which saves the separate claim's commit, unless its queue is at its
-        limit; otherwise it is PENDING.
+        Returns each run and whether it is new. Idempotent by ``run_id``. A run given an
+        owner is born claimed (RUNNING, epoch 1), which saves a separate claim's commit,
+        unless its queue is at its limit; otherwise it is PENDING.
         """
 
     async def load_run(self, run_id: str) -> RunRecord | None: ...

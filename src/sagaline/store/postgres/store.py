@@ -169,42 +169,22 @@ class PostgresStore:
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def create_run(
-        self, run: NewRun, owner: str | None, lease_seconds: float
-    ) -> tuple[RunRecord, bool]:
-        async def op(conn: asyncpg.Connection) -> tuple[RunRecord, bool]:
+    async def create_runs(
+        self, batch: Sequence[tuple[NewRun, str | None]], lease_seconds: float
+    ) -> list[tuple[RunRecord, bool]]:
+        async def op(conn: asyncpg.Connection) -> list[tuple[RunRecord, bool]]:
             async with conn.transaction():
-                who = owner
-                if who is not None and await _free_slots(conn, run.queue) <= 0:
-                    who = None  # the queue is at its limit: wait to be claimed in turn
-                status = RunStatus.RUNNING if who else RunStatus.PENDING
-                inserted = await conn.fetchval(
-                    _Q["insert_run"],
-                    run.run_id,
-                    run.workflow,
-                    status.value,
-                    run.input,
-                    run.queue,
-                    who,
-                    lease_seconds,
-                    run.at,
-                    run.parent_run_id,
-                )
-                if inserted is not None:
-                    data = json.dumps({"workflow": run.workflow})
-                    await conn.execute(
-                        _Q["insert_event"], run.run_id, run.at, "RunStarted", None, data
-                    )
-                    if who is None:
-                        await conn.execute(_Q["notify"], run.queue)
-                row = await conn.fetchrow(_Q["select_run"], run.run_id)
-                return _run(row), inserted is not None
+                out = [await _create_run(conn, run, who, lease_seconds) for run, who in batch]
+                if any(created and rec.owner is None for rec, created in out):
+                    await conn.execute(_Q["notify"], "")
+                return out
 
-        created_run, created = await self._retry(op)
-        # A retry after a lost answer finds the run it created itself.
-        if not created and owner is not None and created_run.owner == owner:
-            created = created_run.lease_epoch == 1
-        return created_run, created
+        results = await self._retry(op)
+        # A retry after a lost answer finds the runs it created itself.
+        return [
+            (rec, created or (owner is not None and rec.owner == owner and rec.lease_epoch == 1))
+            for (rec, created), (_, owner) in zip(results, batch, strict=True)
+        ]
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         row = await self._retry(lambda c: c.fetchrow(_Q["select_run"], run_id))
@@ -432,6 +412,46 @@ class PostgresStore:
             )
             await conn.execute(_Q["notify"], row["queue"])
             return _run(row)
+
+
+async def _create_run(
+    conn: asyncpg.Connection, run: NewRun, owner: str | None, lease_seconds: float
+) -> tuple[RunRecord, bool]:
+    if owner is not None and await _free_slots(conn, run.queue) <= 0:
+        owner = None  # the queue is at its limit: wait to be claimed in turn
+    status = RunStatus.RUNNING if owner else RunStatus.PENDING
+    inserted = await conn.fetchval(
+        _Q["insert_run"],
+        run.run_id,
+        run.workflow,
+        status.value,
+        run.input,
+        run.queue,
+        owner,
+        lease_seconds,
+        run.at,
+        run.parent_run_id,
+    )
+    if inserted is None:
+        return _run(await conn.fetchrow(_Q["select_run"], run.run_id)), False
+    data = json.dumps({"workflow": run.workflow})
+    await conn.execute(_Q["insert_event"], run.run_id, run.at, "RunStarted", None, data)
+    record = RunRecord(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=status,
+        input=run.input,
+        output=None,
+        error=None,
+        queue=run.queue,
+        owner=owner,
+        lease_epoch=1 if owner else 0,
+        cancel_requested=False,
+        created_at=run.at,
+        updated_at=run.at,
+        parent_run_id=run.parent_run_id,
+    )
+    return record, True
 
 
 async def _free_slots(conn: asyncpg.Connection, queue: str) -> int:

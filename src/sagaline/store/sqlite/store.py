@@ -106,35 +106,11 @@ class SqliteStore:
 
     # -- runs ------------------------------------------------------------------------------
 
-    async def create_run(
-        self, run: NewRun, owner: str | None, lease_seconds: float
-    ) -> tuple[RunRecord, bool]:
-        def tx(conn: sqlite3.Connection) -> tuple[RunRecord, bool]:
-            nonlocal owner
-            if owner is not None and _free_slots(conn, run.queue) <= 0:
-                owner = None  # the queue is at its limit: wait to be claimed in turn
-            status = RunStatus.RUNNING if owner else RunStatus.PENDING
-            cur = conn.execute(
-                _Q["insert_run"],
-                {
-                    "run_id": run.run_id,
-                    "workflow": run.workflow,
-                    "status": status.value,
-                    "input": run.input,
-                    "queue": run.queue,
-                    "owner": owner,
-                    "lease": lease_seconds,
-                    "parent_run_id": run.parent_run_id,
-                    "at": run.at,
-                },
-            )
-            created = cur.rowcount == 1
-            if created:
-                _insert_event(
-                    conn, run.run_id, "RunStarted", run.at, None, {"workflow": run.workflow}
-                )
-            row = conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()
-            return _run(row), created
+    async def create_runs(
+        self, batch: Sequence[tuple[NewRun, str | None]], lease_seconds: float
+    ) -> list[tuple[RunRecord, bool]]:
+        def tx(conn: sqlite3.Connection) -> list[tuple[RunRecord, bool]]:
+            return [_create_run(conn, run, owner, lease_seconds) for run, owner in batch]
 
         return await self._tx(tx)
 
@@ -312,6 +288,47 @@ class SqliteStore:
             return _run(row)
 
         return await self._tx(tx)
+
+
+def _create_run(
+    conn: sqlite3.Connection, run: NewRun, owner: str | None, lease_seconds: float
+) -> tuple[RunRecord, bool]:
+    if owner is not None and _free_slots(conn, run.queue) <= 0:
+        owner = None  # the queue is at its limit: wait to be claimed in turn
+    status = RunStatus.RUNNING if owner else RunStatus.PENDING
+    cur = conn.execute(
+        _Q["insert_run"],
+        {
+            "run_id": run.run_id,
+            "workflow": run.workflow,
+            "status": status.value,
+            "input": run.input,
+            "queue": run.queue,
+            "owner": owner,
+            "lease": lease_seconds,
+            "parent_run_id": run.parent_run_id,
+            "at": run.at,
+        },
+    )
+    if cur.rowcount != 1:
+        return _run(conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()), False
+    _insert_event(conn, run.run_id, "RunStarted", run.at, None, {"workflow": run.workflow})
+    record = RunRecord(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=status,
+        input=run.input,
+        output=None,
+        error=None,
+        queue=run.queue,
+        owner=owner,
+        lease_epoch=1 if owner else 0,
+        cancel_requested=False,
+        created_at=run.at,
+        updated_at=run.at,
+        parent_run_id=run.parent_run_id,
+    )
+    return record, True
 
 
 def _free_slots(conn: sqlite3.Connection, queue: str) -> int:
