@@ -37,7 +37,8 @@ def main() -> None:
             rows[backend] = asyncio.run(scenarios.run_backend(backend, Path(tmp), args.pg, sizes))
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "sizes": sizes.__dict__,
         "backends": rows,
     }

@@ -31,9 +31,10 @@ def print_table(result: dict[str, Any]) -> None:
             f"                {b['rows_per_saga']:.1f} rows and {b['bytes_per_saga']:.0f} bytes"
             f" per saga, {b['cpu_ms_per_step']:.3f} ms CPU per step (engine + client)"
         )
+        c_ratio = c["sagas_per_s"] / b["sagas_per_s"]
         print(
-            f"  C failure     {c['sagas_per_s']:.0f} sagas/s = {c['sagas_per_s'] / b['sagas_per_s']:.2f}"
-            f" x B   target >= 0.80: {'met' if c['sagas_per_s'] >= 0.8 * b['sagas_per_s'] else 'not met'}"
+            f"  C failure     {c['sagas_per_s']:.0f} sagas/s = {c_ratio:.2f} x B"
+            f"   target >= 0.80: {'met' if c_ratio >= 0.8 else 'not met'}"
         )
         d = r["D_recovery"]
         print(
