@@ -10,6 +10,7 @@ shares it; numbers are taken when each call starts, which asyncio does in a fixe
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -107,6 +108,8 @@ class RunContext:
         self.patches: dict[str, bool] = {}
         self.pending_markers: list[StepRecord] = []
         self.stopping = False
+        self.settled: RunRecord | None = None
+        """The run as this worker left it, once it ended or was parked."""
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -151,6 +154,15 @@ class RunContext:
             raise LostLease(self.run.run_id)
         if result.cancel_requested:
             self.cancel_requested = True
+        if change is not None and change.status.is_settled:
+            self.settled = dataclasses.replace(
+                self.run,
+                status=change.status,
+                output=change.output,
+                error=change.error,
+                owner=None,
+                cancel_requested=self.cancel_requested,
+            )
         for rec in cp.steps:
             self.records[rec.seq] = rec
 

@@ -134,6 +134,7 @@ class Engine:
         self._worker: Worker | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._settled: dict[str, asyncio.Event] = {}
+        self._final: dict[str, RunRecord] = {}
         self._creates: Batcher[tuple[NewRun, str | None], tuple[RunRecord, bool]] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -284,6 +285,9 @@ class Engine:
                 event = self._settled.setdefault(run_id, asyncio.Event())
                 if self._worker is not None and self._worker.executing(run_id):
                     await event.wait()  # executing here: no need to read until it stops
+                    known = self._final.pop(run_id, None)
+                    if known is not None:
+                        return known  # as its final commit wrote it: no read needed
                 run = await self.get_run(run_id)
                 if run.status.is_settled:
                     return run
@@ -293,9 +297,11 @@ class Engine:
 
         return await asyncio.wait_for(settle(), timeout)
 
-    def _notify(self, run_id: str) -> None:
+    def _notify(self, run_id: str, settled: RunRecord | None = None) -> None:
         event = self._settled.pop(run_id, None)
         if event is not None:
+            if settled is not None:
+                self._final[run_id] = settled  # only kept for a waiter, who pops it
             event.set()
 
     # -- inspecting -----------------------------------------------------------------------

@@ -60,7 +60,7 @@ class Worker:
         rt: Runtime,
         concurrency: int,
         poll_interval: float,
-        on_settled: Callable[[str], None],
+        on_settled: Callable[[str, RunRecord | None], None],
         queues: Sequence[str] = ("default",),
     ) -> None:
         self.rt = rt
@@ -117,6 +117,7 @@ class Worker:
 
     async def _execute(self, run: RunRecord, fresh: bool) -> None:
         look_again = True  # whether the claim loop should look for work when this ends
+        settled: RunRecord | None = None
         try:
             store = self.rt.store
             records = [] if fresh else await store.load_steps(run.run_id)
@@ -124,6 +125,7 @@ class Worker:
             ctx = RunContext(self.rt, run, records, signals)
             self._contexts[run.run_id] = ctx
             await execute(ctx)
+            settled = ctx.settled
             # A suspended run may be due before the loop's next look; a full worker has room.
             look_again = bool(ctx.waits) or len(self._tasks) >= self.concurrency
         except asyncio.CancelledError:
@@ -150,7 +152,7 @@ class Worker:
         finally:
             self._tasks.pop(run.run_id, None)
             self._contexts.pop(run.run_id, None)
-            self._on_settled(run.run_id)
+            self._on_settled(run.run_id, settled)
             if look_again:
                 self._wake.set()
 

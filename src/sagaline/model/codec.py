@@ -106,6 +106,9 @@ class Signature:
         if self.return_type is None:
             self.return_type = type(None)
         self._args_type: Any = list[msgspec.Raw]
+        self._all_positional = all(
+            p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in self.params
+        )
 
     @property
     def arity(self) -> int:
@@ -115,6 +118,8 @@ class Signature:
         """The call's arguments in parameter order, defaults filled in."""
         from sagaline.model.errors import DefinitionError
 
+        if not kwargs and len(args) == len(self.params) and self._all_positional:
+            return list(args)  # the common call, without inspect's general binding
         try:
             bound = self._sig.bind(*args, **kwargs)
         except TypeError as exc:

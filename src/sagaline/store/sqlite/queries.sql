@@ -71,9 +71,12 @@ SELECT DISTINCT owner FROM runs
 WHERE owner IS NOT NULL AND lease_until >= (julianday('now') - 2440587.5) * 86400.0
 
 -- name: fence
-UPDATE runs SET updated_at = :at
-WHERE run_id = :run_id AND owner = :owner AND lease_epoch = :epoch
-RETURNING cancel_requested
+UPDATE runs SET updated_at = b.at
+FROM (SELECT value ->> 0 AS run_id, value ->> 1 AS owner, value ->> 2 AS epoch,
+             value ->> 3 AS at
+      FROM json_each(:batch)) AS b
+WHERE runs.run_id = b.run_id AND runs.owner = b.owner AND runs.lease_epoch = b.epoch
+RETURNING runs.run_id, runs.cancel_requested
 
 -- name: change_run
 UPDATE runs

@@ -257,7 +257,7 @@ class SqliteStore:
 
     async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
         def tx(conn: sqlite3.Connection) -> list[CommitResult]:
-            return [_apply_checkpoint(conn, cp) for cp in batch]
+            return _apply_batch(conn, batch)
 
         try:
             return await self._tx(tx)
@@ -339,49 +339,80 @@ def _free_slots(conn: sqlite3.Connection, queue: str) -> int:
     return int(row[0]) - int(conn.execute(_Q["in_flight"], {"queue": queue}).fetchone()[0])
 
 
-def _apply_checkpoint(conn: sqlite3.Connection, cp: Checkpoint) -> CommitResult:
-    at = max((ev.at for ev in cp.events), default=0.0)
-    # The fence goes first: when it matches nothing, nothing of the checkpoint is written.
-    fenced = conn.execute(
-        _Q["fence"], {"run_id": cp.run_id, "owner": cp.owner, "epoch": cp.epoch, "at": at}
-    ).fetchone()
-    if fenced is None:
-        return CommitResult(cp.run_id, landed=False)
-    for step in cp.steps:
-        conn.execute(_Q["upsert_step"], _step_params(cp.run_id, step))
-    for ev in cp.events:
-        _insert_event(conn, cp.run_id, ev.type, ev.at, ev.seq, ev.data)
-    for child in cp.new_runs:
-        conn.execute(
-            _Q["insert_child"],
-            {
-                "run_id": child.run_id,
-                "workflow": child.workflow,
-                "input": child.input,
-                "queue": child.queue,
-                "parent_run_id": child.parent_run_id,
-                "at": child.at,
-            },
-        )
-    for signal_id, seq in cp.consumed_signals:
-        conn.execute(_Q["consume_signal"], {"id": signal_id, "seq": seq})
-    if cp.change is not None:
+def _at(cp: Checkpoint) -> float:
+    return max((ev.at for ev in cp.events), default=0.0)
+
+
+def _apply_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[CommitResult]:
+    """The whole batch in a handful of set-based statements.
+
+    The fence goes first: a checkpoint whose writer lost the lease matches nothing there,
+    and nothing of it is written.
+    """
+    keys = json.dumps([[cp.run_id, cp.owner, cp.epoch, _at(cp)] for cp in batch])
+    cancel = {row[0]: bool(row[1]) for row in conn.execute(_Q["fence"], {"batch": keys})}
+    landed = [cp for cp in batch if cp.run_id in cancel]
+    steps = [_step_params(cp.run_id, step) for cp in landed for step in cp.steps]
+    if steps:
+        conn.executemany(_Q["upsert_step"], steps)
+    events = [
+        {
+            "run_id": cp.run_id,
+            "at": ev.at,
+            "type": ev.type,
+            "seq": ev.seq,
+            "data": json.dumps(ev.data),
+        }
+        for cp in landed
+        for ev in cp.events
+    ]
+    if events:
+        conn.executemany(_Q["insert_event"], events)
+    children = [
+        {
+            "run_id": c.run_id,
+            "workflow": c.workflow,
+            "input": c.input,
+            "queue": c.queue,
+            "parent_run_id": c.parent_run_id,
+            "at": c.at,
+        }
+        for cp in landed
+        for c in cp.new_runs
+    ]
+    if children:
+        conn.executemany(_Q["insert_child"], children)
+    consumed = [{"id": i, "seq": seq} for cp in landed for i, seq in cp.consumed_signals]
+    if consumed:
+        conn.executemany(_Q["consume_signal"], consumed)
+    changes = []
+    for cp in landed:
         ch = cp.change
-        conn.execute(
-            _Q["change_run"],
+        if ch is None:
+            continue
+        changes.append(
             {
                 "run_id": cp.run_id,
                 "status": ch.status.value,
                 "output": ch.output,
                 "error": None if ch.error is None else json.dumps(ch.error),
                 "release": int(ch.release),
-                "wake_at": _wake_at(conn, cp.run_id, ch, at),
-                "at": at,
-            },
+                "wake_at": _wake_at(conn, cp.run_id, ch, _at(cp)),
+                "at": _at(cp),
+            }
         )
-        if ch.status.is_settled:
-            conn.execute(_Q["wake_parent"], {"run_id": cp.run_id, "at": at})
-    return CommitResult(cp.run_id, landed=True, cancel_requested=bool(fenced[0]))
+    if changes:
+        conn.executemany(_Q["change_run"], changes)
+    settled = [
+        {"run_id": cp.run_id, "at": _at(cp)}
+        for cp in landed
+        if cp.change is not None and cp.change.status.is_settled
+    ]
+    if settled:
+        conn.executemany(_Q["wake_parent"], settled)
+    return [
+        CommitResult(cp.run_id, cp.run_id in cancel, cancel.get(cp.run_id, False)) for cp in batch
+    ]
 
 
 def _wake_at(conn: sqlite3.Connection, run_id: str, ch: RunChange, at: float) -> float | None:
