@@ -144,6 +144,7 @@ class RunContext:
             change,
             list(new_runs),
             list(consumed_signals),
+            self.run.parent_run_id,
         )
         try:
             result = await self.rt.committer.commit(cp)

@@ -135,6 +135,8 @@ class Checkpoint:
     """Child runs to create (idempotent by run_id)."""
     consumed_signals: list[tuple[int, int]] = field(default_factory=list)
     """(signal id, seq of the wait that consumed it); each signal is consumed once."""
+    parent_run_id: str | None = None
+    """The run's parent, which a settling run must wake."""
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,84 @@ SELECT * FROM signals WHERE run_id = $1 AND consumed_seq IS NULL ORDER BY id
 -- name: next_wake
 SELECT min(wake_at) FROM runs
 WHERE status = 'SUSPENDED' AND queue = ANY($1::text[]) AND workflow = ANY($2::text[])
+
+-- name: create_runs
+-- Runs of a queue with a concurrency limit are never born claimed: they wait for a claim,
+-- which takes the queue's lock. One statement, one round trip, for the whole batch.
+WITH v AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[],
+                         $6::float8[], $7::text[])
+        AS v(run_id, workflow, input, queue, owner, at, parent_run_id)
+), o AS (
+    SELECT v.*, CASE WHEN EXISTS (SELECT 1 FROM queues q WHERE q.name = v.queue)
+                     THEN NULL ELSE v.owner END AS who
+    FROM v
+), ins AS (
+    INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
+                      parent_run_id, created_at, updated_at)
+    SELECT run_id, workflow, CASE WHEN who IS NULL THEN 'PENDING' ELSE 'RUNNING' END, input,
+           queue, who,
+           CASE WHEN who IS NULL THEN NULL
+                ELSE extract(epoch from clock_timestamp()) + $8::float8 END,
+           CASE WHEN who IS NULL THEN 0 ELSE 1 END, parent_run_id, at, at
+    FROM o
+    ON CONFLICT (run_id) DO NOTHING
+    RETURNING run_id, owner
+), ev AS (
+    INSERT INTO events (run_id, at, type, seq, data)
+    SELECT ins.run_id, v.at, 'RunStarted', NULL, json_build_object('workflow', v.workflow)::text
+    FROM ins JOIN v USING (run_id)
+    RETURNING 1
+), woke AS (
+    SELECT pg_notify('sagaline_wake', '') AS n WHERE EXISTS (SELECT 1 FROM ins WHERE owner IS NULL)
+)
+SELECT ins.run_id, ins.owner, (SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM woke)
+FROM ins
+
+-- name: commit_fast
+-- A batch of plain checkpoints (no suspension, children, signals or parent to wake, one per
+-- run) in one statement: fence and run change in one UPDATE, then the rows of the runs
+-- whose fence matched.
+WITH v AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::text[],
+                         $6::bytea[], $7::text[], $8::bool[])
+        AS v(run_id, owner, epoch, at, status, output, error, release)
+), fenced AS (
+    UPDATE runs SET
+        updated_at = v.at,
+        status = COALESCE(v.status, runs.status),
+        output = CASE WHEN v.status IS NULL THEN runs.output ELSE v.output END,
+        error = CASE WHEN v.status IS NULL THEN runs.error ELSE v.error END,
+        wake_at = CASE WHEN v.status IS NULL THEN runs.wake_at ELSE NULL END,
+        owner = CASE WHEN v.release THEN NULL ELSE runs.owner END,
+        lease_until = CASE WHEN v.release THEN NULL ELSE runs.lease_until END
+    FROM v
+    WHERE runs.run_id = v.run_id AND runs.owner = v.owner AND runs.lease_epoch = v.epoch
+    RETURNING runs.run_id, runs.cancel_requested
+), s AS (
+    INSERT INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
+                       compensable, pivot, compensates_seq, done_index, started_at,
+                       finished_at)
+    SELECT s.* FROM unnest($9::text[], $10::int[], $11::text[], $12::text[], $13::text[],
+                           $14::bytea[], $15::bytea[], $16::text[], $17::int[], $18::bool[],
+                           $19::bool[], $20::int[], $21::int[], $22::float8[], $23::float8[])
+        AS s(run_id, seq, name, kind, status, input, output, error, attempts, compensable,
+             pivot, compensates_seq, done_index, started_at, finished_at)
+    WHERE s.run_id IN (SELECT run_id FROM fenced)
+    ON CONFLICT (run_id, seq) DO UPDATE SET
+        name = excluded.name, kind = excluded.kind, status = excluded.status,
+        input = excluded.input, output = excluded.output, error = excluded.error,
+        attempts = excluded.attempts, compensable = excluded.compensable,
+        pivot = excluded.pivot, compensates_seq = excluded.compensates_seq,
+        done_index = excluded.done_index, started_at = excluded.started_at,
+        finished_at = excluded.finished_at
+    RETURNING 1
+), e AS (
+    INSERT INTO events (run_id, at, type, seq, data)
+    SELECT e.* FROM unnest($24::text[], $25::float8[], $26::text[], $27::int[], $28::text[])
+        AS e(run_id, at, type, seq, data)
+    WHERE e.run_id IN (SELECT run_id FROM fenced)
+    RETURNING 1
+)
+SELECT run_id, cancel_requested, (SELECT count(*) FROM s) AS steps, (SELECT count(*) FROM e)
+FROM fenced

@@ -172,19 +172,31 @@ class PostgresStore:
     async def create_runs(
         self, batch: Sequence[tuple[NewRun, str | None]], lease_seconds: float
     ) -> list[tuple[RunRecord, bool]]:
-        async def op(conn: asyncpg.Connection) -> list[tuple[RunRecord, bool]]:
-            async with conn.transaction():
-                out = [await _create_run(conn, run, who, lease_seconds) for run, who in batch]
-                if any(created and rec.owner is None for rec, created in out):
-                    await conn.execute(_Q["notify"], "")
-                return out
-
-        results = await self._retry(op)
-        # A retry after a lost answer finds the runs it created itself.
-        return [
-            (rec, created or (owner is not None and rec.owner == owner and rec.lease_epoch == 1))
-            for (rec, created), (_, owner) in zip(results, batch, strict=True)
-        ]
+        runs = [run for run, _ in batch]
+        args = (
+            [r.run_id for r in runs],
+            [r.workflow for r in runs],
+            [r.input for r in runs],
+            [r.queue for r in runs],
+            [owner for _, owner in batch],
+            [r.at for r in runs],
+            [r.parent_run_id for r in runs],
+            lease_seconds,
+        )
+        rows = await self._retry(lambda c: c.fetch(_Q["create_runs"], *args))
+        created = {row["run_id"]: row["owner"] for row in rows}
+        out: list[tuple[RunRecord, bool]] = []
+        for run, owner in batch:
+            if run.run_id in created:
+                who = created.pop(run.run_id)  # a duplicate id in the batch is not new twice
+                out.append((_new_record(run, who), True))
+            else:
+                existing = await self.load_run(run.run_id)
+                assert existing is not None
+                # A retry after a lost answer finds the run it created itself.
+                mine = owner is not None and existing.owner == owner and existing.lease_epoch == 1
+                out.append((existing, mine))
+        return out
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         row = await self._retry(lambda c: c.fetchrow(_Q["select_run"], run_id))
@@ -328,6 +340,14 @@ class PostgresStore:
             raise DatabaseUnavailableError(f"commit interrupted: {exc!r}") from exc
 
     async def _commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
+        if _fast(batch):
+            async with self._p().acquire() as conn:
+                rows = await conn.fetch(_Q["commit_fast"], *_fast_args(batch))
+            cancel = {r["run_id"]: r["cancel_requested"] for r in rows}
+            return [
+                CommitResult(cp.run_id, cp.run_id in cancel, bool(cancel.get(cp.run_id)))
+                for cp in batch
+            ]
         async with self._p().acquire() as conn, conn.transaction():
             fenced = await conn.fetch(
                 _Q["fence"],
@@ -414,32 +434,11 @@ class PostgresStore:
             return _run(row)
 
 
-async def _create_run(
-    conn: asyncpg.Connection, run: NewRun, owner: str | None, lease_seconds: float
-) -> tuple[RunRecord, bool]:
-    if owner is not None and await _free_slots(conn, run.queue) <= 0:
-        owner = None  # the queue is at its limit: wait to be claimed in turn
-    status = RunStatus.RUNNING if owner else RunStatus.PENDING
-    inserted = await conn.fetchval(
-        _Q["insert_run"],
-        run.run_id,
-        run.workflow,
-        status.value,
-        run.input,
-        run.queue,
-        owner,
-        lease_seconds,
-        run.at,
-        run.parent_run_id,
-    )
-    if inserted is None:
-        return _run(await conn.fetchrow(_Q["select_run"], run.run_id)), False
-    data = json.dumps({"workflow": run.workflow})
-    await conn.execute(_Q["insert_event"], run.run_id, run.at, "RunStarted", None, data)
-    record = RunRecord(
+def _new_record(run: NewRun, owner: str | None) -> RunRecord:
+    return RunRecord(
         run_id=run.run_id,
         workflow=run.workflow,
-        status=status,
+        status=RunStatus.RUNNING if owner else RunStatus.PENDING,
         input=run.input,
         output=None,
         error=None,
@@ -451,7 +450,46 @@ async def _create_run(
         updated_at=run.at,
         parent_run_id=run.parent_run_id,
     )
-    return record, True
+
+
+def _fast(batch: Sequence[Checkpoint]) -> bool:
+    """Whether the batch fits the one-statement commit."""
+    if len({cp.run_id for cp in batch}) != len(batch):
+        return False
+    for cp in batch:
+        if cp.new_runs or cp.consumed_signals:
+            return False
+        ch = cp.change
+        if ch is not None and (
+            ch.status is RunStatus.SUSPENDED or (ch.status.is_settled and cp.parent_run_id)
+        ):
+            return False
+    return True
+
+
+def _fast_args(batch: Sequence[Checkpoint]) -> list[Any]:
+    def change(cp: Checkpoint) -> tuple[Any, ...]:
+        ch = cp.change
+        if ch is None:
+            return (None, None, None, False)
+        error = None if ch.error is None else json.dumps(ch.error)
+        return (ch.status.value, ch.output, error, ch.release)
+
+    changes = [change(cp) for cp in batch]
+    steps = [_step_params(cp.run_id, s) for cp in batch for s in cp.steps]
+    events = [
+        (cp.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)) for cp in batch for ev in cp.events
+    ]
+    columns: list[Any] = [
+        [cp.run_id for cp in batch],
+        [cp.owner for cp in batch],
+        [cp.epoch for cp in batch],
+        [max((ev.at for ev in cp.events), default=0.0) for cp in batch],
+    ]
+    columns += [list(col) for col in zip(*changes, strict=True)]
+    columns += [list(col) for col in zip(*steps, strict=True)] if steps else [[]] * 15
+    columns += [list(col) for col in zip(*events, strict=True)] if events else [[]] * 5
+    return columns
 
 
 async def _free_slots(conn: asyncpg.Connection, queue: str) -> int:
