@@ -74,6 +74,7 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler(rt, self.queues)
         self._next_owner_check = 0.0
+        self._backlog = False
 
     @property
     def capacity(self) -> int:
@@ -126,8 +127,9 @@ class Worker:
             self._contexts[run.run_id] = ctx
             await execute(ctx)
             settled = ctx.settled
-            # A suspended run may be due before the loop's next look; a full worker has room.
-            look_again = bool(ctx.waits) or len(self._tasks) >= self.concurrency
+            # A suspended run may be due before the loop's next look; a full worker has
+            # room now; a claim that got all it asked for may have left more behind.
+            look_again = bool(ctx.waits) or self._backlog or len(self._tasks) >= self.concurrency
         except asyncio.CancelledError:
             raise
         except StoreInterrupted as exc:
@@ -209,17 +211,20 @@ class Worker:
 
     async def _claim_once(self) -> None:
         await self._free_dead_owners()
+        self._backlog = False
         for queue in self.queues:
             if self.capacity <= 0:
                 return
+            wanted = self.capacity
             runs = await self.rt.store.claim(
                 self.rt.owner,
                 self.rt.lease_seconds,
                 workflow_names(),
-                self.capacity,
+                wanted,
                 queue,
                 now=self.rt.clock(),
             )
+            self._backlog |= len(runs) == wanted
             for run in runs:
                 self.adopt(run)
 
