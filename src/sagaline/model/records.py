@@ -39,6 +39,25 @@ class RunRecord:
         return datetime.fromtimestamp(self.updated_at, UTC)
 
 
+def new_run_record(run: NewRun, owner: str | None) -> RunRecord:
+    """The record of a run just inserted: born claimed by ``owner``, or PENDING."""
+    return RunRecord(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        status=RunStatus.RUNNING if owner else RunStatus.PENDING,
+        input=run.input,
+        output=None,
+        error=None,
+        queue=run.queue,
+        owner=owner,
+        lease_epoch=1 if owner else 0,
+        cancel_requested=False,
+        created_at=run.at,
+        updated_at=run.at,
+        parent_run_id=run.parent_run_id,
+    )
+
+
 @dataclass(frozen=True)
 class StepRecord:
     """One step or compensation of a run, keyed by its sequence number in the run."""

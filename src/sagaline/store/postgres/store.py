@@ -40,6 +40,7 @@ from sagaline.model.records import (
     RunRecord,
     SignalRecord,
     StepRecord,
+    new_run_record,
 )
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 from sagaline.store.queries import load_migrations, load_queries
@@ -189,7 +190,7 @@ class PostgresStore:
         for run, owner in batch:
             if run.run_id in created:
                 who = created.pop(run.run_id)  # a duplicate id in the batch is not new twice
-                out.append((_new_record(run, who), True))
+                out.append((new_run_record(run, who), True))
             else:
                 existing = await self.load_run(run.run_id)
                 assert existing is not None
@@ -432,24 +433,6 @@ class PostgresStore:
             )
             await conn.execute(_Q["notify"], row["queue"])
             return _run(row)
-
-
-def _new_record(run: NewRun, owner: str | None) -> RunRecord:
-    return RunRecord(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        status=RunStatus.RUNNING if owner else RunStatus.PENDING,
-        input=run.input,
-        output=None,
-        error=None,
-        queue=run.queue,
-        owner=owner,
-        lease_epoch=1 if owner else 0,
-        cancel_requested=False,
-        created_at=run.at,
-        updated_at=run.at,
-        parent_run_id=run.parent_run_id,
-    )
 
 
 def _fast(batch: Sequence[Checkpoint]) -> bool:

@@ -32,6 +32,7 @@ from sagaline.model.records import (
     RunRecord,
     SignalRecord,
     StepRecord,
+    new_run_record,
 )
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 from sagaline.store.queries import load_migrations, load_queries
@@ -313,22 +314,7 @@ def _create_run(
     if cur.rowcount != 1:
         return _run(conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()), False
     _insert_event(conn, run.run_id, "RunStarted", run.at, None, {"workflow": run.workflow})
-    record = RunRecord(
-        run_id=run.run_id,
-        workflow=run.workflow,
-        status=status,
-        input=run.input,
-        output=None,
-        error=None,
-        queue=run.queue,
-        owner=owner,
-        lease_epoch=1 if owner else 0,
-        cancel_requested=False,
-        created_at=run.at,
-        updated_at=run.at,
-        parent_run_id=run.parent_run_id,
-    )
-    return record, True
+    return new_run_record(run, owner), True
 
 
 def _free_slots(conn: sqlite3.Connection, queue: str) -> int:
@@ -551,12 +537,21 @@ def _migrate(conn: sqlite3.Connection, where: str) -> None:
             if number > version:
                 for statement in _statements(script):
                     conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {int(number)}")
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                _set_pragma(conn, "user_version", number)
+        _set_pragma(conn, "application_id", APPLICATION_ID)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _set_pragma(conn: sqlite3.Connection, name: str, value: int) -> None:
+    """PRAGMAs take no bound parameters: the name comes from an allow-list, the value is
+    an integer of our own."""
+    if name not in ("user_version", "application_id"):
+        raise ValueError(f"unexpected pragma {name!r}")
+    statement = "PRAGMA " + name + " = " + str(int(value))
+    conn.execute(statement)
 
 
 def _statements(script: str) -> list[str]:
