@@ -45,7 +45,7 @@ async def test_server_restart_mid_run(postgres_url: str, tmp_path: Path) -> None
 
             await until(some_done, "20 sagas shipped")
             shipped = len([e for e in f.entries() if e["action"] == "ship"])
-            subprocess.run(command, check=True, timeout=120)
+            await asyncio.to_thread(subprocess.run, command, check=True, timeout=120)
             assert shipped < len(ids)  # the restart did land mid-run
             await until(lambda: all_settled(client, 150), "all sagas settled", DEADLINE)
             for i, run_id in enumerate(ids):
