@@ -29,6 +29,23 @@ def restart_command() -> list[str]:
     return [tool, "--skip-systemctl-redirect", versions[-1], "main", "restart"]
 
 
+async def server_ready() -> None:
+    """Wait until the restarted server accepts connections again."""
+    import asyncpg
+
+    from tests.conftest import POSTGRES_URL
+
+    for _ in range(600):
+        try:
+            conn = await asyncpg.connect(POSTGRES_URL, timeout=2)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await asyncio.sleep(0.1)
+            continue
+        await conn.close()
+        return
+    raise AssertionError("PostgreSQL did not come back within a minute")
+
+
 @pytest.mark.crash
 async def test_server_restart_mid_run(postgres_url: str, tmp_path: Path) -> None:
     command = restart_command()
@@ -46,6 +63,7 @@ async def test_server_restart_mid_run(postgres_url: str, tmp_path: Path) -> None
             await until(some_done, "20 sagas shipped")
             shipped = len([e for e in f.entries() if e["action"] == "ship"])
             await asyncio.to_thread(subprocess.run, command, check=True, timeout=120)
+            await server_ready()
             assert shipped < len(ids)  # the restart did land mid-run
             await until(lambda: all_settled(client, 150), "all sagas settled", DEADLINE)
             for i, run_id in enumerate(ids):
