@@ -64,6 +64,8 @@ async def test_retryable_step_failures_are_retried_then_succeed(engine: Engine) 
     assert [e.data["attempt"] for e in failed] == [1, 2]
     assert all(e.data["error"]["type"] == "TimeoutError" for e in failed)
     assert [e.data["retry_in"] for e in failed] == [0.01, 0.02]
+    charge = [e.type for e in events if e.data.get("step") == "t.charge"]
+    assert charge == ["StepStarted", "StepAttemptFailed", "StepAttemptFailed", "StepSucceeded"]
 
 
 async def test_step_that_exhausts_retries_fails_and_compensates(engine: Engine) -> None:
@@ -98,11 +100,16 @@ async def test_every_transition_is_in_the_audit_trail(engine: Engine) -> None:
     events = await engine.history(handle.run_id)
     assert [e.type for e in events] == [
         "RunStarted",
+        "StepStarted",
         "StepSucceeded",
+        "StepStarted",
         "StepSucceeded",
+        "StepStarted",
         "StepFailed",
         "RunCompensating",
+        "CompensationStarted",
         "CompensationSucceeded",
+        "CompensationStarted",
         "CompensationSucceeded",
         "RunCompensated",
     ]

@@ -247,9 +247,18 @@ class RunContext:
         data = sdef.signature.encode_args(self.rt.codec, values)
         call_args, call_kwargs = sdef.signature.call_parts(values)
 
+        # "Started" is written with the step's first commit (a failed attempt or its end),
+        # stamped with when it really started: one commit per step, the audit order kept.
+        started = [self.event(ev.STEP_STARTED, seq, step=sdef.name)]
+
+        def pending_start() -> list[NewEvent]:
+            events, started[:] = started[:], []
+            return events
+
         async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
             await self.checkpoint(
                 events=[
+                    *pending_start(),
                     self.event(
                         ev.STEP_ATTEMPT_FAILED,
                         seq,
@@ -257,7 +266,7 @@ class RunContext:
                         attempt=attempt,
                         error=error,
                         retry_in=round(delay, 3),
-                    )
+                    ),
                 ]
             )
             self.check_boundary()
@@ -300,7 +309,7 @@ class RunContext:
             event = self.event(ev.STEP_SUCCEEDED, seq, **detail)
         else:
             event = self.event(ev.STEP_FAILED, seq, **detail, error=outcome.error)
-        await self.checkpoint(steps=[rec], events=[event])
+        await self.checkpoint(steps=[rec], events=[*pending_start(), event])
         self.history[seq] = rec
         return self._replay(sdef, rec)
 

@@ -15,7 +15,7 @@ from sagaline.engine.registry import get_step
 from sagaline.model import events as ev
 from sagaline.model import stack
 from sagaline.model.errors import SagalineError
-from sagaline.model.records import RunChange, StepRecord
+from sagaline.model.records import NewEvent, RunChange, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 
@@ -51,6 +51,13 @@ async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -
     seq = stack.next_seq(ctx.records.values())
     name = f"compensation of {rec.name}"
     started = ctx.rt.clock()
+    start_event = [ctx.event(ev.COMPENSATION_STARTED, seq, step=rec.name)]
+
+    def pending_start() -> list[NewEvent]:
+        """Written with the compensation's first commit, stamped with its real start."""
+        events, start_event[:] = start_event[:], []
+        return events
+
     try:
         sdef = get_step(rec.name)
         comp = sdef.compensation
@@ -75,6 +82,7 @@ async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -
         async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
             await ctx.checkpoint(
                 events=[
+                    *pending_start(),
                     ctx.event(
                         ev.COMPENSATION_ATTEMPT_FAILED,
                         seq,
@@ -83,7 +91,7 @@ async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -
                         attempt=attempt,
                         error=error,
                         retry_in=round(delay, 3),
-                    )
+                    ),
                 ]
             )
 
@@ -116,13 +124,14 @@ async def _compensate(ctx: RunContext, rec: StepRecord, cause: dict[str, Any]) -
     detail: dict[str, Any] = {"step": rec.name, "compensation": name, "attempts": outcome.attempts}
     if outcome.ok:
         await ctx.checkpoint(
-            steps=[crec], events=[ctx.event(ev.COMPENSATION_SUCCEEDED, seq, **detail)]
+            steps=[crec],
+            events=[*pending_start(), ctx.event(ev.COMPENSATION_SUCCEEDED, seq, **detail)],
         )
         return True
     failure = {**detail, "error": outcome.error}
     await ctx.checkpoint(
         steps=[crec],
-        events=[ctx.event(ev.COMPENSATION_FAILED, seq, **failure)],
+        events=[*pending_start(), ctx.event(ev.COMPENSATION_FAILED, seq, **failure)],
         change=RunChange(
             RunStatus.COMPENSATION_FAILED,
             error={**cause, "compensation": failure},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 RUN_STARTED = "RunStarted"
 RUN_CLAIMED = "RunClaimed"
+STEP_STARTED = "StepStarted"
 STEP_SUCCEEDED = "StepSucceeded"
 STEP_ATTEMPT_FAILED = "StepAttemptFailed"
 STEP_FAILED = "StepFailed"
