@@ -79,7 +79,7 @@ SCENARIOS = [
         {"decline": True},
         RunStatus.COMPENSATED,
         {"create_order": 1, "reserve": 1, "charge": 1, "release": 1, "cancel_order": 1},
-        kill_commit=5,
+        kill_commit=4,  # 1-3: the steps; 4: release (with the run now COMPENSATING)
         compensations=["release", "cancel_order"],
     ),
     Scenario(
