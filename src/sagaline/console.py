@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -40,6 +41,13 @@ def _detail(data: dict[str, Any]) -> str:
         parts.append(f"{data['attempts']} attempts")
     if "attempt" in data:
         parts.append(f"attempt {data['attempt']}, retry in {data.get('retry_in')} s")
+    if data.get("waits"):
+        parts.append("waiting on " + ", ".join(str(w) for w in data["waits"]))
+    if data.get("wake_at"):
+        parts.append(f"until {datetime.fromtimestamp(data['wake_at'], UTC):%Y-%m-%d %H:%M:%S} UTC")
+    for key in ("signal", "child"):
+        if key in data:
+            parts.append(f"{key} {data[key]}")
     if "owner" in data:
         parts.append(f"by worker {data['owner']} (lease epoch {data.get('epoch')})")
     for key in ("reason", "by"):
