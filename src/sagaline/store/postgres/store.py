@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
+from sagaline.model import events as ev
 from sagaline.model.errors import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -250,7 +251,7 @@ class PostgresStore:
                         (
                             r.run_id,
                             r.updated_at,
-                            "RunClaimed",
+                            ev.RUN_CLAIMED,
                             None,
                             json.dumps({"owner": owner, "epoch": r.lease_epoch}),
                         )
@@ -303,7 +304,7 @@ class PostgresStore:
                 await conn.execute(_Q["insert_signal"], run_id, name, payload, at)
                 await conn.execute(_Q["wake_for_signal"], run_id, at)
                 data = json.dumps({"signal": name})
-                await conn.execute(_Q["insert_event"], run_id, at, "SignalReceived", None, data)
+                await conn.execute(_Q["insert_event"], run_id, at, ev.SIGNAL_RECEIVED, None, data)
                 await conn.execute(_Q["notify"], "")
                 return True
 
@@ -554,10 +555,6 @@ def _event(row: asyncpg.Record) -> EventRecord:
 
 
 # -- schema --------------------------------------------------------------------------------
-
-
-def schema_version() -> int:
-    return load_migrations("sagaline.store.postgres")[-1][0]
 
 
 async def _migrate(conn: asyncpg.Connection, where: str) -> None:

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sagaline.model import events as ev
 from sagaline.model.errors import (
     DatabaseError,
     DatabaseUnavailableError,
@@ -177,7 +178,7 @@ class SqliteStore:
             runs = [_run(r) for r in conn.execute(_Q["claim"], params).fetchall()]
             for run in runs:
                 data = {"owner": owner, "epoch": run.lease_epoch}
-                _insert_event(conn, run.run_id, "RunClaimed", run.updated_at, None, data)
+                _insert_event(conn, run.run_id, ev.RUN_CLAIMED, run.updated_at, None, data)
             return runs
 
         return await self._tx(tx)
@@ -212,7 +213,7 @@ class SqliteStore:
             key = {"run_id": run_id, "at": at}
             conn.execute(_Q["insert_signal"], {**key, "name": name, "payload": payload})
             conn.execute(_Q["wake_for_signal"], key)
-            _insert_event(conn, run_id, "SignalReceived", at, None, {"signal": name})
+            _insert_event(conn, run_id, ev.SIGNAL_RECEIVED, at, None, {"signal": name})
             return True
 
         return await self._tx(tx)
@@ -313,7 +314,7 @@ def _create_run(
     )
     if cur.rowcount != 1:
         return _run(conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()), False
-    _insert_event(conn, run.run_id, "RunStarted", run.at, None, {"workflow": run.workflow})
+    _insert_event(conn, run.run_id, ev.RUN_STARTED, run.at, None, {"workflow": run.workflow})
     return new_run_record(run, owner), True
 
 
@@ -498,10 +499,6 @@ def _event(row: sqlite3.Row) -> EventRecord:
 
 
 # -- schema --------------------------------------------------------------------------------
-
-
-def schema_version() -> int:
-    return load_migrations("sagaline.store.sqlite")[-1][0]
 
 
 def _migrate(conn: sqlite3.Connection, where: str) -> None:
