@@ -10,7 +10,8 @@ import pytest
 from sagaline import Engine
 from sagaline.model.errors import NotASagalineDatabaseError, SchemaTooNewError
 from sagaline.store.queries import load_migrations
-from sagaline.store.sqlite.store import APPLICATION_ID, path_from_url
+from sagaline.store.sqlite.schema import APPLICATION_ID
+from sagaline.store.sqlite.store import path_from_url
 
 
 def _schema(path: Path) -> list[tuple[str, str]]:

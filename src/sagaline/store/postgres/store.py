@@ -29,8 +29,6 @@ from sagaline.model import events as ev
 from sagaline.model.errors import (
     DatabaseError,
     DatabaseUnavailableError,
-    NotASagalineDatabaseError,
-    SchemaTooNewError,
 )
 from sagaline.model.records import (
     Checkpoint,
@@ -43,8 +41,10 @@ from sagaline.model.records import (
     StepRecord,
     new_run_record,
 )
-from sagaline.model.status import RunStatus, StepKind, StepStatus
-from sagaline.store.queries import load_migrations, load_queries
+from sagaline.model.status import RunStatus
+from sagaline.store.postgres.schema import migrate
+from sagaline.store.queries import load_queries
+from sagaline.store.rows import event_from_row, run_from_row, step_from_row
 
 T = TypeVar("T")
 log = logging.getLogger("sagaline.postgres")
@@ -113,7 +113,7 @@ class PostgresStore:
                 f"(pg_ctlcluster <version> main start)"
             ) from exc
         async with self._pool.acquire() as conn, conn.transaction():
-            await _migrate(conn, self._dsn)
+            await migrate(conn, self._dsn)
 
     async def aclose(self) -> None:
         if self._listener is not None:
@@ -202,11 +202,11 @@ class PostgresStore:
 
     async def load_run(self, run_id: str) -> RunRecord | None:
         row = await self._retry(lambda c: c.fetchrow(_Q["select_run"], run_id))
-        return None if row is None else _run(row)
+        return None if row is None else run_from_row(row)
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         rows = await self._retry(lambda c: c.fetch(_Q["select_steps"], run_id))
-        return [_step(r) for r in rows]
+        return [step_from_row(r) for r in rows]
 
     async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         if status is None:
@@ -215,11 +215,11 @@ class PostgresStore:
             rows = await self._retry(
                 lambda c: c.fetch(_Q["list_runs_by_status"], status.value, limit)
             )
-        return [_run(r) for r in rows]
+        return [run_from_row(r) for r in rows]
 
     async def read_events(self, run_id: str) -> list[EventRecord]:
         rows = await self._retry(lambda c: c.fetch(_Q["select_events"], run_id))
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -244,7 +244,7 @@ class PostgresStore:
                 rows = await conn.fetch(
                     _Q["claim"], owner, lease_seconds, list(workflows), n, queue, run_id, now
                 )
-                runs = [_run(r) for r in rows]
+                runs = [run_from_row(r) for r in rows]
                 await conn.executemany(
                     _Q["insert_event"],
                     [
@@ -433,7 +433,7 @@ class PostgresStore:
                 _Q["insert_event"], change.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)
             )
             await conn.execute(_Q["notify"], row["queue"])
-            return _run(row)
+            return run_from_row(row)
 
 
 def _fast(batch: Sequence[Checkpoint]) -> bool:
@@ -503,75 +503,3 @@ def _step_params(run_id: str, s: StepRecord) -> tuple[Any, ...]:
         s.started_at,
         s.finished_at,
     )
-
-
-def _run(row: asyncpg.Record) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        workflow=row["workflow"],
-        status=RunStatus(row["status"]),
-        input=bytes(row["input"]),
-        output=None if row["output"] is None else bytes(row["output"]),
-        error=None if row["error"] is None else json.loads(row["error"]),
-        queue=row["queue"],
-        owner=row["owner"],
-        lease_epoch=row["lease_epoch"],
-        cancel_requested=row["cancel_requested"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        wake_at=row["wake_at"],
-        parent_run_id=row["parent_run_id"],
-    )
-
-
-def _step(row: asyncpg.Record) -> StepRecord:
-    return StepRecord(
-        seq=row["seq"],
-        name=row["name"],
-        kind=StepKind(row["kind"]),
-        status=StepStatus(row["status"]),
-        input=None if row["input"] is None else bytes(row["input"]),
-        output=None if row["output"] is None else bytes(row["output"]),
-        error=None if row["error"] is None else json.loads(row["error"]),
-        attempts=row["attempts"],
-        compensable=row["compensable"],
-        pivot=row["pivot"],
-        compensates_seq=row["compensates_seq"],
-        done_index=row["done_index"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _event(row: asyncpg.Record) -> EventRecord:
-    return EventRecord(
-        id=row["id"],
-        run_id=row["run_id"],
-        at=row["at"],
-        type=row["type"],
-        seq=row["seq"],
-        data=json.loads(row["data"]),
-    )
-
-
-# -- schema --------------------------------------------------------------------------------
-
-
-async def _migrate(conn: asyncpg.Connection, where: str) -> None:
-    """Bring the schema up to date under an advisory lock; refuse foreign or newer ones."""
-    await conn.execute(_Q["lock_migrations"])
-    has_meta, has_runs = await conn.fetchrow(_Q["meta_table"])
-    if has_runs and not has_meta:
-        raise NotASagalineDatabaseError(
-            f"{where} already has a 'runs' table that is not sagaline's; point sagaline at "
-            f"its own database or schema (postgresql://…/db?schema=sagaline)"
-        )
-    version = (await conn.fetchval(_Q["schema_version"])) if has_meta else 0
-    migrations = load_migrations("sagaline.store.postgres")
-    known = migrations[-1][0]
-    if version > known:
-        raise SchemaTooNewError(where, version, known)
-    for number, script in migrations:
-        if number > version:
-            await conn.execute(script)
-            await conn.execute(_Q["set_schema_version"], str(number))

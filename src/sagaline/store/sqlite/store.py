@@ -20,8 +20,6 @@ from sagaline.model import events as ev
 from sagaline.model.errors import (
     DatabaseError,
     DatabaseUnavailableError,
-    NotASagalineDatabaseError,
-    SchemaTooNewError,
 )
 from sagaline.model.records import (
     Checkpoint,
@@ -35,12 +33,13 @@ from sagaline.model.records import (
     StepRecord,
     new_run_record,
 )
-from sagaline.model.status import RunStatus, StepKind, StepStatus
-from sagaline.store.queries import load_migrations, load_queries
+from sagaline.model.status import RunStatus
+from sagaline.store.queries import load_queries
+from sagaline.store.rows import event_from_row, run_from_row, step_from_row
+from sagaline.store.sqlite.schema import migrate
 
 T = TypeVar("T")
 
-APPLICATION_ID = 0x5341474C  # "SAGL": marks the file as a sagaline database
 _Q = load_queries("sagaline.store.sqlite")
 
 
@@ -92,7 +91,7 @@ class SqliteStore:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             try:
-                _migrate(conn, self.path)
+                migrate(conn, self.path)
             except BaseException:
                 conn.close()
                 raise
@@ -119,13 +118,13 @@ class SqliteStore:
     async def load_run(self, run_id: str) -> RunRecord | None:
         def q(conn: sqlite3.Connection) -> RunRecord | None:
             row = conn.execute(_Q["select_run"], {"run_id": run_id}).fetchone()
-            return None if row is None else _run(row)
+            return None if row is None else run_from_row(row)
 
         return await self._call(q)
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         def q(conn: sqlite3.Connection) -> list[StepRecord]:
-            return [_step(r) for r in conn.execute(_Q["select_steps"], {"run_id": run_id})]
+            return [step_from_row(r) for r in conn.execute(_Q["select_steps"], {"run_id": run_id})]
 
         return await self._call(q)
 
@@ -137,13 +136,15 @@ class SqliteStore:
                 rows = conn.execute(
                     _Q["list_runs_by_status"], {"status": status.value, "limit": limit}
                 )
-            return [_run(r) for r in rows]
+            return [run_from_row(r) for r in rows]
 
         return await self._call(q)
 
     async def read_events(self, run_id: str) -> list[EventRecord]:
         def q(conn: sqlite3.Connection) -> list[EventRecord]:
-            return [_event(r) for r in conn.execute(_Q["select_events"], {"run_id": run_id})]
+            return [
+                event_from_row(r) for r in conn.execute(_Q["select_events"], {"run_id": run_id})
+            ]
 
         return await self._call(q)
 
@@ -175,7 +176,7 @@ class SqliteStore:
             params["limit"] = min(limit, _free_slots(conn, queue))
             if params["limit"] <= 0:
                 return []
-            runs = [_run(r) for r in conn.execute(_Q["claim"], params).fetchall()]
+            runs = [run_from_row(r) for r in conn.execute(_Q["claim"], params).fetchall()]
             for run in runs:
                 data = {"owner": owner, "epoch": run.lease_epoch}
                 _insert_event(conn, run.run_id, ev.RUN_CLAIMED, run.updated_at, None, data)
@@ -287,7 +288,7 @@ class SqliteStore:
             if change.skip_step_seq is not None:
                 conn.execute(_Q["skip_step"], {**key, "seq": change.skip_step_seq})
             _insert_event(conn, change.run_id, ev.type, ev.at, ev.seq, ev.data)
-            return _run(row)
+            return run_from_row(row)
 
         return await self._tx(tx)
 
@@ -313,7 +314,9 @@ def _create_run(
         },
     )
     if cur.rowcount != 1:
-        return _run(conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()), False
+        return run_from_row(
+            conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()
+        ), False
     _insert_event(conn, run.run_id, ev.RUN_STARTED, run.at, None, {"workflow": run.workflow})
     return new_run_record(run, owner), True
 
@@ -447,117 +450,3 @@ def _step_params(run_id: str, s: StepRecord) -> dict[str, Any]:
         "started_at": s.started_at,
         "finished_at": s.finished_at,
     }
-
-
-def _run(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(
-        run_id=row["run_id"],
-        workflow=row["workflow"],
-        status=RunStatus(row["status"]),
-        input=bytes(row["input"]),
-        output=None if row["output"] is None else bytes(row["output"]),
-        error=None if row["error"] is None else json.loads(row["error"]),
-        queue=row["queue"],
-        owner=row["owner"],
-        lease_epoch=row["lease_epoch"],
-        cancel_requested=bool(row["cancel_requested"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        wake_at=row["wake_at"],
-        parent_run_id=row["parent_run_id"],
-    )
-
-
-def _step(row: sqlite3.Row) -> StepRecord:
-    return StepRecord(
-        seq=row["seq"],
-        name=row["name"],
-        kind=StepKind(row["kind"]),
-        status=StepStatus(row["status"]),
-        input=None if row["input"] is None else bytes(row["input"]),
-        output=None if row["output"] is None else bytes(row["output"]),
-        error=None if row["error"] is None else json.loads(row["error"]),
-        attempts=row["attempts"],
-        compensable=bool(row["compensable"]),
-        pivot=bool(row["pivot"]),
-        compensates_seq=row["compensates_seq"],
-        done_index=row["done_index"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
-
-
-def _event(row: sqlite3.Row) -> EventRecord:
-    return EventRecord(
-        id=row["id"],
-        run_id=row["run_id"],
-        at=row["at"],
-        type=row["type"],
-        seq=row["seq"],
-        data=json.loads(row["data"]),
-    )
-
-
-# -- schema --------------------------------------------------------------------------------
-
-
-def _migrate(conn: sqlite3.Connection, where: str) -> None:
-    """Bring the file to the current schema; refuse files that are not ours or too new.
-
-    The checks run before anything is written (even the switch to WAL), so a file that is
-    refused is left exactly as it was.
-    """
-    try:
-        conn.execute("PRAGMA busy_timeout = 10000")
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise NotASagalineDatabaseError(
-            f"{where} is not a SQLite database ({exc}); point --db / Engine(url) at a "
-            f"sagaline database file, or at a new path to create one"
-        ) from exc
-    if app_id != APPLICATION_ID and tables:
-        raise NotASagalineDatabaseError(
-            f"{where} is a SQLite database but not a sagaline one (it has other tables); "
-            f"use a new file for sagaline"
-        )
-    migrations = load_migrations("sagaline.store.sqlite")
-    known = migrations[-1][0]
-    if conn.execute("PRAGMA user_version").fetchone()[0] > known:
-        raise SchemaTooNewError(where, conn.execute("PRAGMA user_version").fetchone()[0], known)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-        for number, script in migrations:
-            if number > version:
-                for statement in _statements(script):
-                    conn.execute(statement)
-                _set_pragma(conn, "user_version", number)
-        _set_pragma(conn, "application_id", APPLICATION_ID)
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _set_pragma(conn: sqlite3.Connection, name: str, value: int) -> None:
-    """PRAGMAs take no bound parameters: the name comes from an allow-list, the value is
-    an integer of our own."""
-    if name not in ("user_version", "application_id"):
-        raise ValueError(f"unexpected pragma {name!r}")
-    statement = "PRAGMA " + name + " = " + str(int(value))
-    conn.execute(statement)
-
-
-def _statements(script: str) -> list[str]:
-    out, current = [], ""
-    for line in script.splitlines(keepends=True):
-        current += line
-        if sqlite3.complete_statement(current):
-            out.append(current.strip())
-            current = ""
-    if current.strip():
-        out.append(current.strip())
-    return out
