@@ -168,13 +168,24 @@ def worker(
     lease_seconds: Annotated[
         float, typer.Option(help="A dead worker's runs are taken over after this long.")
     ] = 10.0,
+    drain_seconds: Annotated[
+        float, typer.Option(help="On SIGTERM, how long runs may take to finish their step.")
+    ] = 30.0,
 ) -> None:
     """Run a long-lived worker that executes the imported workflows' runs."""
     from sagaline.worker_process import run_worker
 
     try:
         asyncio.run(
-            run_worker(db, imports, queue or ["default"], concurrency, lease_seconds, console)
+            run_worker(
+                db,
+                imports,
+                queue or ["default"],
+                concurrency,
+                lease_seconds,
+                console,
+                drain_seconds,
+            )
         )
     except SagalineError as exc:
         console.print(f"[red]error:[/red] {exc}")

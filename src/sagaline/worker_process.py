@@ -36,8 +36,10 @@ async def run_worker(
     concurrency: int,
     lease_seconds: float,
     console: Console,
+    drain_seconds: float = 30.0,
 ) -> None:
-    """Serve until SIGTERM or SIGINT, then release every run held so others take it at once."""
+    """Serve until SIGTERM or SIGINT; then let runs finish the step they are in (up to
+    ``drain_seconds``) and release them, so other workers resume them at once."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import_modules(imports)
     if not workflow_names():
@@ -47,10 +49,14 @@ async def run_worker(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     engine = Engine(url, queues=queues, concurrency=concurrency, lease_seconds=lease_seconds)
-    async with engine:
+    await engine.open()
+    try:
         console.print(
             f"worker serving {', '.join(queues)} on {url} with {len(workflow_names())} "
             f"workflow(s), up to {concurrency} runs at once"
         )
         await stop.wait()
+        console.print(f"stopping: runs finish their current step (up to {drain_seconds:g} s)")
+    finally:
+        await engine.aclose(drain_seconds)
     console.print("worker stopped; its runs were released")

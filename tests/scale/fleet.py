@@ -104,3 +104,16 @@ async def hold(run: str) -> None:
 @workflow(name="fleet.limited", queue="limited")
 async def limited(run: str) -> None:
     await hold(run)
+
+
+@step(name="fleet.after", retry=FAST)
+async def after(run: str) -> int:
+    _log(run, "after", time.time())
+    return os.getpid()
+
+
+@workflow(name="fleet.drainable")
+async def drainable(run: str) -> list[int]:
+    first = await slow(run)
+    second = await after(run)
+    return [first, second]

@@ -63,6 +63,10 @@ class Suspend(RunInterrupted):
     """The workflow waits on a timer, a signal or a child: release it until then."""
 
 
+class Drained(RunInterrupted):
+    """The worker is shutting down gracefully: stop at this step boundary, resume elsewhere."""
+
+
 class Stopped(RunInterrupted):
     """The workflow already ended; a straggling parallel branch may not start a step."""
 
@@ -108,6 +112,7 @@ class RunContext:
         self.patches: dict[str, bool] = {}
         self.pending_markers: list[StepRecord] = []
         self.stopping = False
+        self.draining = False
         self.settled: RunRecord | None = None
         """The run as this worker left it, once it ended or was parked."""
         self._inflight = 0
@@ -173,6 +178,8 @@ class RunContext:
         """Between steps: stop a blocked run, and honour a cancel unless past the pivot."""
         if self.stopping:
             raise Stopped()
+        if self.draining:
+            raise Drained()
         if self.blocked is not None:
             raise self.blocked
         if self.cancel_requested and self.pivot is None:

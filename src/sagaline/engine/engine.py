@@ -177,10 +177,11 @@ class Engine:
             if callable(subscribe):
                 subscribe(self._worker.wake)  # a fake clock's jumps wake the worker
 
-    async def aclose(self) -> None:
+    async def aclose(self, drain_seconds: float = 0.0) -> None:
+        """Close; with ``drain_seconds``, running runs first finish their current step."""
         worker, self._worker = self._worker, None
         if worker is not None:
-            await worker.stop()
+            await worker.stop(drain_seconds)
         store, self._store = self._store, None
         self._creates = None
         if store is not None:

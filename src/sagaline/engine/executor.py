@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sagaline.engine.attempts import error_info
-from sagaline.engine.context import CancelRun, LostLease, RunContext, Suspend
+from sagaline.engine.context import CancelRun, Drained, LostLease, RunContext, Suspend
 from sagaline.engine.registry import get_workflow
 from sagaline.engine.unwind import original_cause, unwind
 from sagaline.model import events as ev
@@ -30,8 +30,8 @@ async def execute(ctx: RunContext) -> None:
             await unwind(ctx, original_cause(ctx.run.error), ctx.run.cancel_requested)
         else:
             await _drive(ctx)
-    except LostLease:
-        return
+    except (LostLease, Drained):
+        return  # another worker owns it now, or will: nothing more to write here
 
 
 async def _drive(ctx: RunContext) -> None:

@@ -88,7 +88,18 @@ class Worker:
             asyncio.create_task(self._heartbeat_loop(), name="sagaline-heartbeat"),
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 0.0) -> None:
+        """Stop; with ``drain_seconds``, first let runs finish the step they are in.
+
+        Draining runs stop at their next step boundary, so the step that was running is
+        recorded and not run again by the worker that resumes the run.
+        """
+        for loop in self._loops[:1]:
+            loop.cancel()  # claim no more; the heartbeat keeps the leases while draining
+        if drain_seconds > 0 and self._tasks:
+            for ctx in self._contexts.values():
+                ctx.draining = True
+            await asyncio.wait(list(self._tasks.values()), timeout=drain_seconds)
         tasks = [*self._loops, *self._tasks.values()]
         for task in tasks:
             task.cancel()
