@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -122,6 +123,25 @@ def skip(
     """Mark a failed compensation as resolved by hand; unwinding then goes on."""
     run = _run(db, lambda e: e.skip_compensation(run_id, reason=reason, by=by))
     console.print(f"compensation skipped for {run_id} (now {styled_status(run.status)})")
+
+
+@runs_app.command("signal")
+def signal(
+    run_id: str,
+    name: str,
+    payload: Annotated[
+        str, typer.Option(help='The signal\'s payload as JSON, e.g. \'{"by": "ana"}\'.')
+    ] = "null",
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Send signal NAME to a run; kept until the workflow's wait_for_signal(NAME) takes it."""
+    try:
+        value = json.loads(payload)
+    except json.JSONDecodeError as exc:
+        console.print(f"[red]error:[/red] --payload is not JSON ({exc}); quote it for the shell")
+        raise typer.Exit(2) from None
+    _run(db, lambda e: e.signal(run_id, name, value))
+    console.print(f"signal {name!r} sent to {run_id}")
 
 
 @db_app.command("migrate")

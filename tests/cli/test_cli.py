@@ -91,3 +91,32 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"x" * 4096)
     result = sagaline("runs", "list", "--db", f"sqlite:///{junk}", check=False)
     assert result.returncode == 1 and "is not a SQLite database" in result.stdout
+
+
+def test_signal_from_the_shell_wakes_a_waiting_run(tmp_path: Path) -> None:
+    from tests.engine import sagas_durable as d
+
+    url = f"sqlite:///{tmp_path / 'signal.db'}"
+
+    async def start() -> None:
+        async with Engine(url) as engine:
+            handle = await engine.start(d.approval, "cli", 3600.0, run_id="cli")
+            while (await handle.status()).value != "SUSPENDED":
+                await asyncio.sleep(0.01)
+
+    asyncio.run(start())
+    bad = sagaline(
+        "runs", "signal", "cli", "approved", "--payload", "{nope", "--db", url, check=False
+    )
+    assert bad.returncode == 2 and "--payload is not JSON" in bad.stdout
+    sagaline(
+        "runs", "signal", "cli", "approved", "--payload", '{"by": "ana", "limit": 9}', "--db", url
+    )
+
+    async def finish() -> object:
+        async with Engine(url) as engine:
+            return await asyncio.wait_for(engine.handle("cli").result(), 30)
+
+    assert asyncio.run(finish()) == d.Approval("ana", 9)
+    shown = sagaline("runs", "show", "cli", "--db", url).stdout
+    assert "SignalReceived" in shown and "SignalConsumed" in shown
