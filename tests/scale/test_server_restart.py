@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sagaline import Engine, RunStatus
+from tests.conftest import missing_service
 from tests.scale import fleet
 from tests.scale.test_workers import DEADLINE, Fleet, all_settled, assert_recorded_once, until
 
@@ -22,10 +23,7 @@ def restart_command() -> list[str]:
     tool = shutil.which("pg_ctlcluster")
     versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
     if tool is None or not versions:
-        message = "restarting PostgreSQL needs Debian's pg_ctlcluster and a local cluster"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_service("restarting PostgreSQL needs Debian's pg_ctlcluster and a local cluster")
     return [tool, "--skip-systemctl-redirect", versions[-1], "main", "restart"]
 
 

@@ -366,10 +366,12 @@ class Engine:
             lambda run, steps: operations.plan_skip(run, steps, reason, by, self._clock()),
         )
 
-    async def _operate(self, run_id: str, plan: Any) -> RunRecord:
+    async def _operate(
+        self, run_id: str, plan: Callable[[RunRecord, list[StepRecord]], OperatorChange]
+    ) -> RunRecord:
         run = await self.get_run(run_id)
         steps = await self.store.load_steps(run_id)
-        change: OperatorChange = plan(run, steps)
+        change = plan(run, steps)
         updated = await self.store.operate(change)
         if updated is None:
             now = await self.get_run(run_id)
