@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sagaline import Engine, RunFailedError, RunStatus
+from sagaline import Engine, RunConflictError, RunFailedError, RunStatus
 from tests.conftest import MakeEngine
 from tests.engine import sagas
 from tests.engine.sagas import CALLS, Plan, Receipt, Reservation
@@ -79,8 +79,10 @@ async def test_step_that_exhausts_retries_fails_and_compensates(engine: Engine) 
 
 async def test_start_with_same_run_id_returns_the_existing_run(engine: Engine) -> None:
     first = await engine.start(sagas.order, Plan("o6"), run_id="same")
-    second = await engine.start(sagas.order, Plan("other"), run_id="same")
+    second = await engine.start(sagas.order, Plan("o6"), run_id="same")
     assert second.run_id == first.run_id
+    with pytest.raises(RunConflictError, match=r"'same' already exists .* other arguments"):
+        await engine.start(sagas.order, Plan("other"), run_id="same")
     assert (await second.result()).order == "o6"
     assert CALLS.count("create_order") == 1
     assert len(await engine.list_runs()) == 1

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import pydantic
@@ -8,6 +9,7 @@ import pytest
 
 from sagaline import PayloadDecodeError, PayloadEncodeError, PayloadTooLargeError
 from sagaline.model.codec import Codec, Signature
+from sagaline.model.errors import PayloadNotFiniteError
 
 
 @dataclass
@@ -69,3 +71,72 @@ def test_signature_decodes_each_argument_to_its_annotation() -> None:
     args, kwargs = sig.call_parts(decoded)
     assert args == [Item("a", 1), Money(5, "USD")]
     assert kwargs == {"who": Customer(name="B")}
+
+
+@dataclass
+class Priced:
+    sku: str
+    prices: list[float]
+
+
+class Quote(msgspec.Struct):
+    items: list[Priced]
+    note: str | None = None
+
+
+class Reading(pydantic.BaseModel):
+    celsius: float
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        (NAN, "the value is nan"),
+        (INF, "the value is inf"),
+        (-INF, "the value is -inf"),
+        ([1.0, None, NAN], r"the value at \[2\] is nan"),
+        ({"total": INF}, "the value at total is inf"),
+        ({"a b": {"c": [-INF]}}, r"the value at \['a b'\].c\[0\] is -inf"),
+        ((1, (2.0, NAN)), r"the value at \[1\]\[1\] is nan"),
+        (Priced("a", [1.0, INF]), r"the value at prices\[1\] is inf"),
+        (Quote([Priced("a", [1.0]), Priced("b", [NAN])]), r"items\[1\].prices\[0\] is nan"),
+        (Reading(celsius=NAN), "the value at celsius is nan"),
+        ([Reading(celsius=1.0), Reading(celsius=-INF)], r"\[1\].celsius is -inf"),
+    ],
+)
+def test_nan_and_infinity_are_refused_at_encode_naming_where(value: object, where: str) -> None:
+    with pytest.raises(PayloadNotFiniteError, match=where) as info:
+        Codec().encode(value, "step 'x' result")
+    message = str(info.value)
+    assert message.startswith("step 'x' result: ")
+    assert "JSON has no NaN or infinity; pass such a value as a string" in message
+    assert isinstance(info.value, PayloadEncodeError)
+    assert info.value.code == "payload_not_finite"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        [1.0, None, 1e308, -1e308, 5e-324],
+        {"note": None, "text": "null nan inf"},
+        Quote([Priced("a", [0.0, -0.0])]),
+        b"\xcb\x7f\xf8 looks like a packed NaN",
+        "\xcb\x7f\xf0 in text, next to a null",
+    ],
+)
+def test_finite_values_with_nulls_still_encode(value: object) -> None:
+    codec = Codec()
+    data = codec.encode([value, None], "here")
+    pair: Any = tuple[type(value), None]  # type: ignore[misc]
+    assert codec.decode(data, pair, "here") == (value, None)
+
+
+def test_nan_in_an_argument_names_the_argument() -> None:
+    def fn(sku: str, price: float) -> None: ...
+
+    sig = Signature(fn, "step 'pay'")
+    with pytest.raises(PayloadNotFiniteError, match=r"^step 'pay' argument 'price': the value"):
+        sig.encode_args(Codec(), ["a", NAN])

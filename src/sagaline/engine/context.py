@@ -1,10 +1,11 @@
-"""The replay context: what a step call does inside a running workflow.
+"""The replay context: the one command path every durable call of a workflow goes through.
 
-Each step call takes the next sequence number. If the run's history holds a record at that
-number, the call returns the recorded result (or raises the recorded failure) without
-running anything; otherwise the step runs for real and its outcome is committed before the
-workflow sees it. The context travels in a ``ContextVar``, so ``asyncio.gather`` over steps
-shares it; numbers are taken when each call starts, which asyncio does in a fixed order.
+A durable call (a step, a timer, a signal wait, a child) asks :meth:`RunContext.begin` for
+its place; the pure :class:`~sagaline.model.history.History` says whether the history
+recorded it there (replay returns that outcome) or not (the call happens for real and its
+outcome is committed with :meth:`RunContext.finish` before the workflow sees it). The
+context travels in a ``ContextVar``; each asyncio task that makes a durable call gets its
+own branch cursor, so parallel branches replay whatever their timing.
 """
 
 from __future__ import annotations
@@ -13,19 +14,16 @@ import asyncio
 import dataclasses
 from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-from sagaline.engine.attempts import call_with_retries
 from sagaline.engine.runtime import Runtime
-from sagaline.model import events as ev
 from sagaline.model import stack
 from sagaline.model.errors import (
     DatabaseUnavailableError,
     NonDeterminismError,
-    PayloadError,
     SagalineError,
-    StepFailedError,
 )
+from sagaline.model.history import Call, Cursor, History
 from sagaline.model.records import (
     Checkpoint,
     NewEvent,
@@ -35,12 +33,10 @@ from sagaline.model.records import (
     SignalRecord,
     StepRecord,
 )
-from sagaline.model.status import StepKind, StepStatus
-
-if TYPE_CHECKING:
-    from sagaline.engine.registry import StepDef
+from sagaline.model.status import StepKind
 
 _current: ContextVar[RunContext | None] = ContextVar("sagaline_run", default=None)
+_branch: ContextVar[_Branch | None] = ContextVar("sagaline_branch", default=None)
 
 
 def current_context() -> RunContext | None:
@@ -84,6 +80,26 @@ class StoreInterrupted(RunInterrupted):
         self.transient = transient
 
 
+class CheckpointRejected(RunInterrupted):
+    """The database refused this run's checkpoint for a reason of its own (``message``)."""
+
+    def __init__(self, run_id: str, message: str) -> None:
+        super().__init__(run_id)
+        self.message = message
+
+
+@dataclasses.dataclass
+class _Branch:
+    cursor: Cursor
+    task: asyncio.Task[Any] | None
+    ctx: RunContext
+
+
+# A rejected checkpoint is tried this many times (without running anything again) before
+# the run is parked with the database's message.
+REJECTED_TRIES = 3
+
+
 class RunContext:
     def __init__(
         self,
@@ -95,19 +111,19 @@ class RunContext:
         self.rt = rt
         self.run = run
         self.records: dict[int, StepRecord] = {r.seq: r for r in records}
-        self.history = {r.seq: r for r in records if r.kind is not StepKind.COMPENSATION}
-        self.seq = 0
+        self.history = History.of(run.run_id, records)
+        self.root = Cursor("", run.created_at)
         self.done_index = stack.next_done_index(records) - 1
         self.pivot: str | None = stack.passed_pivot(records)
         self.blocked: SagalineError | None = None
         self.cancel_requested = run.cancel_requested
-        self.consumed: set[int] = set()
+        self.interrupt = asyncio.Event()
+        """Set when a cancel or a drain must cut a retry backoff short."""
         self.signals = list(signals)
         self.seen_signal_id = max((s.id for s in signals), default=0)
         self.waits: list[StepRecord] = []
         self.wake_at: float | None = None
         self.awaited_runs: list[str] = []
-        self.last_time = run.created_at
         self.uuids = 0
         self.patches: dict[str, bool] = {}
         self.pending_markers: list[StepRecord] = []
@@ -119,11 +135,22 @@ class RunContext:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def activate(self) -> object:
-        return _current.set(self)
+    def activate(self) -> tuple[object, object]:
+        branch = _Branch(self.root, asyncio.current_task(), self)
+        return _current.set(self), _branch.set(branch)
 
-    def deactivate(self, token: Any) -> None:
-        _current.reset(token)
+    def deactivate(self, tokens: tuple[Any, Any]) -> None:
+        _branch.reset(tokens[1])
+        _current.reset(tokens[0])
+
+    def request_cancel(self) -> None:
+        self.cancel_requested = True
+        if self.pivot is None:
+            self.interrupt.set()
+
+    def request_drain(self) -> None:
+        self.draining = True
+        self.interrupt.set()
 
     # -- writing -------------------------------------------------------------------------
 
@@ -137,8 +164,15 @@ class RunContext:
         change: RunChange | None = None,
         new_runs: Iterable[NewRun] = (),
         consumed_signals: Iterable[tuple[int, int]] = (),
+        unless_cancelled: bool = False,
     ) -> None:
-        """Commit progress under this worker's lease; raises ``LostLease`` if it is gone."""
+        """Commit progress under this worker's lease.
+
+        Raises:
+            LostLease: another worker owns the run now.
+            CancelRun: ``unless_cancelled`` and a cancel was accepted first.
+            CheckpointRejected: the database kept refusing this checkpoint.
+        """
         markers, self.pending_markers = self.pending_markers, []
         cp = Checkpoint(
             self.run.run_id,
@@ -150,16 +184,25 @@ class RunContext:
             list(new_runs),
             list(consumed_signals),
             self.run.parent_run_id,
+            unless_cancelled and self.pivot is None,
         )
-        try:
-            result = await self.rt.committer.commit(cp)
-        except Exception as exc:
-            transient = isinstance(exc, DatabaseUnavailableError)
-            raise StoreInterrupted(self.run.run_id, transient) from exc
-        if not result.landed:
-            raise LostLease(self.run.run_id)
+        for attempt in range(1, REJECTED_TRIES + 1):
+            try:
+                result = await self.rt.committer.commit(cp)
+            except Exception as exc:
+                transient = isinstance(exc, DatabaseUnavailableError)
+                raise StoreInterrupted(self.run.run_id, transient) from exc
+            if result.rejected is None:
+                break
+            if attempt == REJECTED_TRIES:
+                raise CheckpointRejected(self.run.run_id, result.rejected)
+            await asyncio.sleep(0.05 * attempt)
         if result.cancel_requested:
-            self.cancel_requested = True
+            self.request_cancel()
+        if not result.landed:
+            if cp.unless_cancelled and result.cancel_requested:
+                raise CancelRun()
+            raise LostLease(self.run.run_id)
         if change is not None and change.status.is_settled:
             self.settled = dataclasses.replace(
                 self.run,
@@ -172,10 +215,10 @@ class RunContext:
         for rec in cp.steps:
             self.records[rec.seq] = rec
 
-    # -- the step call -------------------------------------------------------------------
+    # -- the command path ----------------------------------------------------------------
 
     def check_boundary(self) -> None:
-        """Between steps: stop a blocked run, and honour a cancel unless past the pivot."""
+        """Between calls: stop a blocked run, and honour a cancel unless past the pivot."""
         if self.stopping:
             raise Stopped()
         if self.draining:
@@ -191,21 +234,64 @@ class RunContext:
             self.blocked = error
         return error
 
-    def next_seq(self) -> tuple[int, StepRecord | None]:
-        """The next sequence number, and what the history recorded there."""
-        self.check_boundary()
-        self.seq += 1
-        return self.seq, self.history.get(self.seq)
+    def cursor(self) -> Cursor:
+        """The calling task's branch cursor; a task new to this run forks one."""
+        branch = _branch.get()
+        task = asyncio.current_task()
+        if branch is None or branch.ctx is not self:
+            raise SagalineError("a durable call was made outside its run's workflow")
+        if branch.task is not task:
+            branch = _Branch(branch.cursor.fork(), task, self)
+            _branch.set(branch)
+        return branch.cursor
 
-    def expect(self, rec: StepRecord, kind: StepKind, name: str) -> None:
-        """The recorded entry must be the same call as the code makes now."""
-        self.consumed.add(rec.seq)
-        if rec.kind is not kind or rec.name != name:
-            recorded = rec.name if rec.kind is StepKind.STEP else f"{rec.kind.value} {rec.name}"
-            actual = name if kind is StepKind.STEP else f"{kind.value} {name}"
-            raise self.block(NonDeterminismError(self.run.run_id, rec.seq, recorded, actual))
-        if rec.status is not StepStatus.WAITING:
-            self.last_time = max(self.last_time, rec.finished_at)
+    def begin(self, kind: StepKind, name: str) -> Call:
+        """Place a durable call: what the history recorded for it, or a fresh number."""
+        self.check_boundary()
+        try:
+            return self.history.take(self.cursor(), kind, name)
+        except NonDeterminismError as exc:
+            raise self.block(exc) from None
+
+    def row(
+        self,
+        call: Call,
+        kind: StepKind,
+        name: str,
+        status: Any,
+        *,
+        output: bytes | None = None,
+        error: dict[str, Any] | None = None,
+        started_at: float | None = None,
+        pivot: bool = False,
+    ) -> StepRecord:
+        """The record of a durable call that is not a step (timer, signal, child, patch)."""
+        now = self.rt.clock()
+        self.done_index += 1
+        return StepRecord(
+            seq=call.seq,
+            name=name,
+            kind=kind,
+            status=status,
+            input=None,
+            output=output,
+            error=error,
+            attempts=0,
+            compensable=False,
+            pivot=pivot,
+            compensates_seq=None,
+            done_index=self.done_index,
+            started_at=now if started_at is None else started_at,
+            finished_at=now,
+            branch=call.branch,
+        )
+
+    async def finish(self, call: Call, rec: StepRecord, *events: NewEvent, **extra: Any) -> None:
+        """Commit a call's outcome, then let replay within this execution see it."""
+        await self.checkpoint(steps=[rec], events=events, **extra)
+        self.history.record(call.branch, call.pos, rec)
+        cursor = self.cursor()
+        cursor.time = max(cursor.time, rec.finished_at)
 
     def wait(
         self, rec: StepRecord, wake_at: float | None, awaited_run: str | None = None
@@ -218,12 +304,16 @@ class RunContext:
             self.awaited_runs.append(awaited_run)
         raise Suspend()
 
-    async def record(self, rec: StepRecord, event: NewEvent, **extra: Any) -> None:
-        """Commit a finished wait (timer fired, signal consumed, child ended...)."""
-        await self.checkpoint(steps=[rec], events=[event], **extra)
-        self.history[rec.seq] = rec
-        self.consumed.add(rec.seq)
-        self.last_time = max(self.last_time, rec.finished_at)
+    # -- parallel branches ---------------------------------------------------------------
+
+    def enter_step(self) -> None:
+        self._inflight += 1
+        self._idle.clear()
+
+    def leave_step(self) -> None:
+        self._inflight -= 1
+        if not self._inflight:
+            self._idle.set()
 
     async def drain(self) -> None:
         """Let parallel branches still in a step finish it; start no new ones."""
@@ -232,117 +322,5 @@ class RunContext:
             await self._idle.wait()
             await asyncio.sleep(0)
 
-    async def call_step(
-        self, sdef: StepDef[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
-    ) -> Any:
-        seq, recorded = self.next_seq()
-        if recorded is not None:
-            return self._replay(sdef, recorded)
-        self._inflight += 1
-        self._idle.clear()
-        try:
-            return await self._run_step(sdef, seq, args, kwargs)
-        finally:
-            self._inflight -= 1
-            if not self._inflight:
-                self._idle.set()
-
-    async def _run_step(
-        self, sdef: StepDef[Any, Any], seq: int, args: Sequence[Any], kwargs: dict[str, Any]
-    ) -> Any:
-        values = sdef.signature.bind(args, kwargs)
-        data = sdef.signature.encode_args(self.rt.codec, values)
-        call_args, call_kwargs = sdef.signature.call_parts(values)
-
-        # "Started" is written with the step's first commit (a failed attempt or its end),
-        # stamped with when it really started: one commit per step, the audit order kept.
-        started = [self.event(ev.STEP_STARTED, seq, step=sdef.name)]
-
-        def pending_start() -> list[NewEvent]:
-            events, started[:] = started[:], []
-            return events
-
-        async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
-            await self.checkpoint(
-                events=[
-                    *pending_start(),
-                    self.event(
-                        ev.STEP_ATTEMPT_FAILED,
-                        seq,
-                        step=sdef.name,
-                        attempt=attempt,
-                        error=error,
-                        retry_in=round(delay, 3),
-                    ),
-                ]
-            )
-            self.check_boundary()
-
-        outcome = await call_with_retries(
-            self.rt,
-            sdef.fn,
-            sdef.is_async,
-            call_args,
-            call_kwargs,
-            sdef.retry,
-            sdef.timeout,
-            on_failure,
-        )
-        output: bytes | None = None
-        if outcome.ok:
-            try:
-                output = self.rt.codec.encode(outcome.value, f"step {sdef.name!r} result")
-            except PayloadError as exc:
-                outcome.ok, outcome.error = False, {"type": type(exc).__name__, "message": str(exc)}
-        self.done_index += 1
-        rec = StepRecord(
-            seq=seq,
-            name=sdef.name,
-            kind=StepKind.STEP,
-            status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
-            input=data,
-            output=output,
-            error=outcome.error,
-            attempts=outcome.attempts,
-            compensable=sdef.compensation is not None,
-            pivot=sdef.pivot,
-            compensates_seq=None,
-            done_index=self.done_index,
-            started_at=outcome.started_at,
-            finished_at=self.rt.clock(),
-        )
-        detail = {"step": sdef.name, "attempts": outcome.attempts}
-        if outcome.ok:
-            event = self.event(ev.STEP_SUCCEEDED, seq, **detail)
-        else:
-            event = self.event(ev.STEP_FAILED, seq, **detail, error=outcome.error)
-        await self.checkpoint(steps=[rec], events=[*pending_start(), event])
-        self.history[seq] = rec
-        return self._replay(sdef, rec)
-
-    def _replay(self, sdef: StepDef[Any, Any], rec: StepRecord) -> Any:
-        """The recorded outcome, decoded exactly as on the first run."""
-        self.expect(rec, StepKind.STEP, sdef.name)
-        if rec.status is StepStatus.SUCCEEDED:
-            if rec.pivot and self.pivot is None:
-                self.pivot = rec.name
-            assert rec.output is not None
-            try:
-                return self.rt.codec.decode(
-                    rec.output, sdef.signature.return_type, f"step {sdef.name!r} result"
-                )
-            except PayloadError as exc:
-                raise self.block(exc) from None
-        error = rec.error or {}
-        raise StepFailedError(
-            sdef.name,
-            str(error.get("type", "Exception")),
-            str(error.get("message", "")),
-            rec.attempts,
-            rec.seq,
-        )
-
     def unconsumed(self) -> StepRecord | None:
-        """A recorded step the workflow did not reach: the code changed under the run."""
-        left = [rec for seq, rec in self.history.items() if seq not in self.consumed]
-        return min(left, key=lambda rec: rec.seq) if left else None
+        return self.history.unconsumed()

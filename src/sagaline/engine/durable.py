@@ -16,11 +16,14 @@ from typing import Any, Generic, TypeVar
 from sagaline.engine.context import RunContext, current_context
 from sagaline.engine.registry import WorkflowDef
 from sagaline.model import events as ev
+from sagaline.model import stack
 from sagaline.model.errors import (
+    PayloadError,
     RunFailedError,
     SagalineError,
     SignalTimeoutError,
 )
+from sagaline.model.history import Call, take_signal
 from sagaline.model.records import NewRun, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
@@ -41,39 +44,10 @@ def _seconds(duration: timedelta | float) -> float:
     return duration.total_seconds() if isinstance(duration, timedelta) else float(duration)
 
 
-def _row(
-    ctx: RunContext,
-    seq: int,
-    kind: StepKind,
-    name: str,
-    status: StepStatus,
-    output: bytes | None = None,
-    error: dict[str, Any] | None = None,
-    started_at: float | None = None,
-) -> StepRecord:
-    now = ctx.rt.clock()
-    return StepRecord(
-        seq=seq,
-        name=name,
-        kind=kind,
-        status=status,
-        input=None,
-        output=output,
-        error=error,
-        attempts=0,
-        compensable=False,
-        pivot=False,
-        compensates_seq=None,
-        done_index=0,
-        started_at=now if started_at is None else started_at,
-        finished_at=now,
-    )
-
-
 def now() -> datetime:
     """The workflow's current time, the same on replay: when it reached this point, as
     recorded (the end of the latest step or wait before it, or the run's start)."""
-    return datetime.fromtimestamp(_ctx("now").last_time, UTC)
+    return datetime.fromtimestamp(_ctx("now").cursor().time, UTC)
 
 
 def uuid4() -> uuidlib.UUID:
@@ -88,10 +62,10 @@ async def sleep(duration: timedelta | float) -> None:
     """A durable timer: the run is suspended and resumed when it is due, by any worker."""
     ctx = _ctx("sleep")
     seconds = _seconds(duration)
-    seq, rec = ctx.next_seq()
     name = "sleep"
+    call = ctx.begin(StepKind.SLEEP, name)
+    rec = call.recorded
     if rec is not None:
-        ctx.expect(rec, StepKind.SLEEP, name)
         if rec.status is StepStatus.SUCCEEDED:
             return
         wake_at = float(ctx.rt.codec.decode(rec.output or b"0", float, "timer"))
@@ -100,11 +74,13 @@ async def sleep(duration: timedelta | float) -> None:
         started = ctx.rt.clock()
         wake_at = started + seconds
     if ctx.rt.clock() >= wake_at:
-        done = _row(ctx, seq, StepKind.SLEEP, name, StepStatus.SUCCEEDED, started_at=started)
-        await ctx.record(done, ctx.event(ev.TIMER_FIRED, seq, due=wake_at))
+        done = ctx.row(call, StepKind.SLEEP, name, StepStatus.SUCCEEDED, started_at=started)
+        await ctx.finish(call, done, ctx.event(ev.TIMER_FIRED, call.seq, due=wake_at))
         return
     output = ctx.rt.codec.encode(wake_at, "timer")
-    waiting = _row(ctx, seq, StepKind.SLEEP, name, StepStatus.WAITING, output, started_at=started)
+    waiting = ctx.row(
+        call, StepKind.SLEEP, name, StepStatus.WAITING, output=output, started_at=started
+    )
     ctx.wait(waiting, wake_at)
 
 
@@ -118,12 +94,12 @@ async def wait_for_signal(
         SignalTimeoutError: ``timeout`` passed first (the workflow may catch it).
     """
     ctx = _ctx("wait_for_signal")
-    seq, rec = ctx.next_seq()
+    call = ctx.begin(StepKind.SIGNAL, name)
     codec = ctx.rt.codec
+    rec = call.recorded
     if rec is not None:
-        ctx.expect(rec, StepKind.SIGNAL, name)
         if rec.status is StepStatus.SUCCEEDED:
-            return codec.decode(rec.output or b"null", type, f"signal {name!r}")
+            return _decode_signal(ctx, rec.output or b"null", type, name)
         if rec.status is StepStatus.FAILED:
             raise SignalTimeoutError(name, ctx.run.run_id)
         deadline = codec.decode(rec.output or b"null", float | None, "signal deadline")
@@ -131,24 +107,41 @@ async def wait_for_signal(
     else:
         started = ctx.rt.clock()
         deadline = None if timeout is None else started + _seconds(timeout)
-    signal = next((s for s in ctx.signals if s.name == name), None)
+    signal = take_signal(ctx.signals, name)
     if signal is not None:
-        ctx.signals.remove(signal)
-        done = _row(
-            ctx, seq, StepKind.SIGNAL, name, StepStatus.SUCCEEDED, signal.payload, None, started
+        done = ctx.row(
+            call,
+            StepKind.SIGNAL,
+            name,
+            StepStatus.SUCCEEDED,
+            output=signal.payload,
+            started_at=started,
         )
-        event = ctx.event(ev.SIGNAL_CONSUMED, seq, signal=name)
-        await ctx.record(done, event, consumed_signals=[(signal.id, seq)])
-        return codec.decode(signal.payload, type, f"signal {name!r}")
+        event = ctx.event(ev.SIGNAL_CONSUMED, call.seq, signal=name)
+        await ctx.finish(call, done, event, consumed_signals=[(signal.id, call.seq)])
+        return _decode_signal(ctx, signal.payload, type, name)
     if deadline is not None and ctx.rt.clock() >= deadline:
         error = {"type": "SignalTimeoutError", "message": f"no signal {name!r} in time"}
-        done = _row(ctx, seq, StepKind.SIGNAL, name, StepStatus.FAILED, None, error, started)
-        await ctx.record(done, ctx.event(ev.SIGNAL_TIMED_OUT, seq, signal=name))
+        done = ctx.row(
+            call, StepKind.SIGNAL, name, StepStatus.FAILED, error=error, started_at=started
+        )
+        await ctx.finish(call, done, ctx.event(ev.SIGNAL_TIMED_OUT, call.seq, signal=name))
         raise SignalTimeoutError(name, ctx.run.run_id)
     output = codec.encode(deadline, "signal deadline")
-    ctx.wait(
-        _row(ctx, seq, StepKind.SIGNAL, name, StepStatus.WAITING, output, None, started), deadline
+    waiting = ctx.row(
+        call, StepKind.SIGNAL, name, StepStatus.WAITING, output=output, started_at=started
     )
+    ctx.wait(waiting, deadline)
+
+
+def _decode_signal(ctx: RunContext, payload: bytes, type_: Any, name: str) -> Any:
+    """A consumed signal is history, like a step's result: if it no longer decodes to the
+    type the code asks for, the run is parked BLOCKED (deploy code that reads it, then
+    retry) rather than raising into the workflow, which would change what replay does."""
+    try:
+        return ctx.rt.codec.decode(payload, type_, f"signal {name!r}")
+    except PayloadError as exc:
+        raise ctx.block(exc) from None
 
 
 class ChildHandle(Generic[R]):
@@ -161,50 +154,67 @@ class ChildHandle(Generic[R]):
     async def result(self) -> R:
         """The child's output; raises ``RunFailedError`` if it did not complete."""
         ctx = _ctx("ChildHandle.result")
-        seq, rec = ctx.next_seq()
-        codec = ctx.rt.codec
-        where = f"child run {self.run_id!r} result"
-        if rec is not None:
-            ctx.expect(rec, StepKind.CHILD_RESULT, self.run_id)
+        call = ctx.begin(StepKind.CHILD_RESULT, self.run_id)
+        rec = call.recorded
         if rec is None or rec.status is StepStatus.WAITING:
-            child = await ctx.rt.store.load_run(self.run_id)
-            if child is None or not child.status.is_settled:
-                waiting = _row(ctx, seq, StepKind.CHILD_RESULT, self.run_id, StepStatus.WAITING)
-                ctx.wait(waiting, None, self.run_id)
-            assert child is not None
-            ok = child.status is RunStatus.COMPLETED
-            error = None if ok else {"status": child.status.value, "cause": child.error}
-            status = StepStatus.SUCCEEDED if ok else StepStatus.FAILED
-            rec = _row(ctx, seq, StepKind.CHILD_RESULT, self.run_id, status, child.output, error)
-            event = ctx.event(ev.CHILD_FINISHED, seq, child=self.run_id, status=child.status.value)
-            await ctx.record(rec, event)
+            rec = await self._settle(ctx, call)
+        if rec.pivot and ctx.pivot is None:
+            ctx.pivot = f"child {self.run_id}"
         if rec.status is StepStatus.SUCCEEDED:
-            value: R = codec.decode(
-                rec.output or b"null", self.workflow.signature.return_type, where
-            )
+            where = f"child run {self.run_id!r} result"
+            try:
+                value: R = ctx.rt.codec.decode(
+                    rec.output or b"null", self.workflow.signature.return_type, where
+                )
+            except PayloadError as exc:
+                raise ctx.block(exc) from None
             return value
         failure: dict[str, Any] = rec.error or {}
         raise RunFailedError(self.run_id, RunStatus(failure["status"]), failure.get("cause"))
+
+    async def _settle(self, ctx: RunContext, call: Call) -> StepRecord:
+        """Record the child's end, or suspend until it ends."""
+        kind = StepKind.CHILD_RESULT
+        child = await ctx.rt.store.load_run(self.run_id)
+        if child is None or not child.status.is_settled:
+            ctx.wait(ctx.row(call, kind, self.run_id, StepStatus.WAITING), None, self.run_id)
+        ok = child.status is RunStatus.COMPLETED
+        # A completed child that passed its own pivot cannot be undone: it seals this run too.
+        pivot = ok and stack.passed_pivot(await ctx.rt.store.load_steps(self.run_id)) is not None
+        error = None if ok else {"status": child.status.value, "cause": child.error}
+        status = StepStatus.SUCCEEDED if ok else StepStatus.FAILED
+        rec = ctx.row(
+            call, kind, self.run_id, status, output=child.output, error=error, pivot=pivot
+        )
+        event = ctx.event(ev.CHILD_FINISHED, call.seq, child=self.run_id, status=child.status.value)
+        await ctx.finish(call, rec, event)
+        return rec
 
 
 async def start_child(
     wf: WorkflowDef[Any, R], *args: Any, run_id: str | None = None, **kwargs: Any
 ) -> ChildHandle[R]:
-    """Start ``wf`` as a child of this run (once, even on replay); cancelling this run
-    cancels it. The child's id defaults to ``<parent id>/<sequence number>``."""
+    """Start ``wf`` as a child of this run (once, even on replay).
+
+    The child is part of this run's saga: when this run unwinds (it fails or is
+    cancelled), a running child is cancelled and a completed child is compensated (its
+    compensations run in the child), in reverse order with this run's own steps. The
+    child's id defaults to ``<parent id>/<sequence number>``.
+    """
     ctx = _ctx("start_child")
-    seq, rec = ctx.next_seq()
-    if rec is not None:
-        ctx.expect(rec, StepKind.CHILD, wf.name)
-        child_id = str(ctx.rt.codec.decode(rec.output or b"null", str, "child run id"))
-        return ChildHandle(child_id, wf)
-    child_id = run_id or f"{ctx.run.run_id}/{seq}"
     values = wf.signature.bind(args, kwargs)
+    call = ctx.begin(StepKind.CHILD, wf.name)
+    if call.recorded is not None:
+        child_id = str(ctx.rt.codec.decode(call.recorded.output or b"null", str, "child run id"))
+        return ChildHandle(child_id, wf)
+    child_id = run_id or f"{ctx.run.run_id}/{call.seq}"
     data = wf.signature.encode_args(ctx.rt.codec, values)
     output = ctx.rt.codec.encode(child_id, "child run id")
-    row = _row(ctx, seq, StepKind.CHILD, wf.name, StepStatus.SUCCEEDED, output)
+    row = ctx.row(call, StepKind.CHILD, wf.name, StepStatus.SUCCEEDED, output=output)
     new = NewRun(child_id, wf.name, data, wf.queue, ctx.rt.clock(), parent_run_id=ctx.run.run_id)
-    await ctx.record(row, ctx.event(ev.CHILD_STARTED, seq, child=child_id), new_runs=[new])
+    await ctx.finish(
+        call, row, ctx.event(ev.CHILD_STARTED, call.seq, child=child_id), new_runs=[new]
+    )
     return ChildHandle(child_id, wf)
 
 
@@ -218,15 +228,13 @@ def patched(change_id: str) -> bool:
     ctx = _ctx("patched")
     if change_id in ctx.patches:
         return ctx.patches[change_id]
-    rec = ctx.history.get(ctx.seq + 1)
-    if rec is not None and not (rec.kind is StepKind.PATCH and rec.name == change_id):
+    if ctx.history.patched(ctx.cursor(), change_id) is False:
         ctx.patches[change_id] = False  # recorded by code from before the change
         return False
-    seq, rec = ctx.next_seq()
-    if rec is None:
-        marker = _row(ctx, seq, StepKind.PATCH, change_id, StepStatus.SUCCEEDED)
+    call = ctx.begin(StepKind.PATCH, change_id)
+    if call.recorded is None:
+        marker = ctx.row(call, StepKind.PATCH, change_id, StepStatus.SUCCEEDED)
         ctx.pending_markers.append(marker)
-        ctx.history[seq] = marker
-    ctx.consumed.add(seq)
+        ctx.history.record(call.branch, call.pos, marker)
     ctx.patches[change_id] = True
     return True

@@ -21,11 +21,14 @@ from sagaline.model import operations
 from sagaline.model.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec
 from sagaline.model.errors import (
     InvalidOperationError,
+    PayloadError,
+    RunConflictError,
     RunFailedError,
     RunNotFoundError,
     SagalineError,
     UnknownWorkflowError,
 )
+from sagaline.model.names import check_name
 from sagaline.model.records import (
     EventRecord,
     NewRun,
@@ -171,6 +174,7 @@ class Engine:
             self._worker = Worker(
                 rt, self._concurrency, self._poll_interval, self._notify, self._queues
             )
+            rt.wake = self._worker.wake
             await self._warn_unknown_workflows()
             await self._worker.start()
             subscribe = getattr(self._clock, "subscribe", None)
@@ -245,14 +249,25 @@ class Engine:
     ) -> RunHandle[Any]:
         """Start a run of ``wf`` (a workflow or its name), or find the one with ``run_id``.
 
-        Idempotent: a second start with the same ``run_id`` returns the existing run and
-        ignores the new arguments. The embedded worker begins it at once.
+        Idempotent: a second start with the same ``run_id``, the same workflow and the same
+        arguments returns the existing run. The same ``run_id`` with another workflow or
+        other arguments raises :class:`RunConflictError`. The embedded worker begins a new
+        run at once.
+
+        Raises:
+            InvalidNameError: ``run_id`` or the workflow's name is not a valid name.
+            PayloadError: the arguments cannot be stored (checked before anything is written).
+            RunConflictError: ``run_id`` is taken by a run started otherwise.
         """
-        wdef = get_workflow(wf) if isinstance(wf, str) else wf
-        if not isinstance(wdef, WorkflowDef):
+        if isinstance(wf, str):
+            wf = get_workflow(check_name("workflow name", wf))
+        if not isinstance(wf, WorkflowDef):
             raise SagalineError(
                 f"engine.start expects a @workflow function or its name, got {wf!r}"
             )
+        wdef = wf
+        if run_id is not None:
+            check_name("run id", run_id)
         values = wdef.signature.bind(args, kwargs)
         data = wdef.signature.encode_args(self.codec, values)
         run_id = run_id or uuid.uuid4().hex
@@ -261,17 +276,33 @@ class Engine:
         owner = worker.rt.owner if worker is not None and runs_here else None
         new = NewRun(run_id, wdef.name, data, wdef.queue, self._clock())
         run, created = await self._creator().submit((new, owner))
-        if run.workflow != wdef.name:
-            raise InvalidOperationError(
-                f"run {run_id!r} already exists as a run of workflow {run.workflow!r}, not "
-                f"{wdef.name!r}; choose another run_id"
-            )
+        # Even when ``created``: a store reports a run it finds claimed by this worker as
+        # its own (a retry after a lost answer), and that may be another call's run.
+        self._check_same_start(run, wdef, data)
         if created and worker is not None:
             if run.owner is not None:
                 worker.adopt(run, fresh=True)
             else:
                 worker.wake()
         return RunHandle(self, run_id, wdef)
+
+    def _check_same_start(self, run: RunRecord, wdef: WorkflowDef[Any, Any], data: bytes) -> None:
+        if run.workflow != wdef.name:
+            raise RunConflictError(
+                run.run_id, f"as a run of workflow {run.workflow!r}, not {wdef.name!r}"
+            )
+        if run.input == data:
+            return
+        # Equal arguments may still encode differently (dict order, set order): compare the
+        # decoded values before calling it a conflict. Rare, so the cost does not matter.
+        try:
+            same = wdef.signature.decode_args(self.codec, run.input) == (
+                wdef.signature.decode_args(self.codec, data)
+            )
+        except PayloadError:
+            same = False
+        if not same:
+            raise RunConflictError(run.run_id, "and was started with other arguments")
 
     def handle(self, run_id: str) -> RunHandle[Any]:
         """A handle on an existing run, to wait for it or read its status."""
@@ -327,6 +358,7 @@ class Engine:
 
     async def set_queue_limit(self, queue: str, limit: int | None) -> None:
         """At most ``limit`` runs of ``queue`` in flight across all workers (None: no limit)."""
+        check_name("queue name", queue)
         if limit is not None and limit < 1:
             raise SagalineError(f"a queue limit must be at least 1, got {limit}")
         await self.store.set_queue_limit(queue, limit)
@@ -337,10 +369,24 @@ class Engine:
     # -- operating ------------------------------------------------------------------------
 
     async def signal(self, run_id: str, name: str, payload: Any = None) -> None:
-        """Send a signal to a run; kept until a ``wait_for_signal(name)`` consumes it."""
+        """Send a signal to a run; kept until a ``wait_for_signal(name)`` consumes it.
+
+        Raises:
+            RunNotFoundError: no run has this id.
+            InvalidOperationError: the run has ended, or is unwinding (it never waits for
+                a signal again); the signal was not kept.
+        """
         data = self.codec.encode(payload, f"signal {name!r} payload")
-        if not await self.store.send_signal(run_id, name, data, self._clock()):
+        unwinding = (RunStatus.COMPENSATING, RunStatus.COMPENSATION_FAILED)
+        accepting = [s for s in RunStatus if not s.is_terminal and s not in unwinding]
+        status = await self.store.send_signal(run_id, name, data, self._clock(), accepting)
+        if status is None:
             raise RunNotFoundError(run_id)
+        if status not in accepting:
+            why = "already ended" if status.is_terminal else "is unwinding, now"
+            raise InvalidOperationError(
+                f"run {run_id!r} {why} {status.value}; the signal {name!r} was not kept"
+            )
         if self._worker is not None:
             self._worker.wake()
 

@@ -4,21 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
+from sagaline.engine import children
 from sagaline.engine.attempts import error_info
-from sagaline.engine.context import CancelRun, Drained, LostLease, RunContext, Suspend
+from sagaline.engine.context import (
+    CancelRun,
+    CheckpointRejected,
+    Drained,
+    LostLease,
+    RunContext,
+    RunInterrupted,
+    StoreInterrupted,
+    Suspend,
+)
 from sagaline.engine.registry import get_workflow
 from sagaline.engine.unwind import original_cause, unwind
 from sagaline.model import events as ev
-from sagaline.model import operations
+from sagaline.model import operations, stack
 from sagaline.model.errors import (
-    InvalidOperationError,
     NonDeterminismError,
     PayloadError,
     SagalineError,
     StepFailedError,
 )
-from sagaline.model.records import RunChange
-from sagaline.model.status import RunStatus, StepKind
+from sagaline.model.records import RunChange, RunRecord
+from sagaline.model.status import RunStatus
 
 CANCELLED_CAUSE = {"type": "Cancelled", "message": "cancelled by an operator"}
 
@@ -26,18 +35,32 @@ CANCELLED_CAUSE = {"type": "Cancelled", "message": "cancelled by an operator"}
 async def execute(ctx: RunContext) -> None:
     """Replay and continue the run; returns once it is settled or this worker lost it."""
     try:
-        if ctx.run.status is RunStatus.COMPENSATING:
-            await unwind(ctx, original_cause(ctx.run.error), ctx.run.cancel_requested)
+        if ctx.run.status is RunStatus.COMPENSATING or stack.unwinding(ctx.records.values()):
+            await unwind(ctx, _unwinding_cause(ctx.run), ctx.run.cancel_requested)
         else:
             await _drive(ctx)
     except (LostLease, Drained):
         return  # another worker owns it now, or will: nothing more to write here
+    except CheckpointRejected as exc:
+        await _park_rejected(ctx, exc)
+
+
+def _unwinding_cause(run: RunRecord) -> dict[str, Any]:
+    cause = original_cause(run.error)
+    if not cause:
+        # Only a parent moves a completed run to COMPENSATING (with no error of its own).
+        return {
+            "type": operations.PARENT_UNWINDING,
+            "message": f"undone because its parent run {run.parent_run_id!r} is unwinding",
+        }
+    return cause
 
 
 async def _drive(ctx: RunContext) -> None:
     wdef = get_workflow(ctx.run.workflow)
-    token = ctx.activate()
+    tokens = ctx.activate()
     failure: BaseException | None = None
+    stop: RunInterrupted | None = None
     suspended = False
     result: Any = None
     try:
@@ -52,11 +75,15 @@ async def _drive(ctx: RunContext) -> None:
         failure = CancelRun()
     except Suspend:
         suspended = True
+    except (LostLease, Drained, StoreInterrupted, CheckpointRejected) as exc:
+        stop = exc
     except Exception as exc:
         failure = exc
     finally:
-        ctx.deactivate(token)
+        ctx.deactivate(tokens)
     await ctx.drain()  # parallel branches finish the step they are in
+    if stop is not None:
+        raise stop
 
     if ctx.blocked is None and failure is None and not suspended:
         left = ctx.unconsumed()
@@ -65,14 +92,26 @@ async def _drive(ctx: RunContext) -> None:
     if ctx.blocked is not None:
         await _park(ctx, RunStatus.BLOCKED, ev.RUN_BLOCKED, _info(ctx.blocked))
     elif isinstance(failure, CancelRun):
-        await _cancel_children(ctx)
         await unwind(ctx, CANCELLED_CAUSE, cancelled=True)
     elif failure is not None:
         await _fail(ctx, _info(failure))
     elif suspended:
         await _suspend(ctx)
     else:
-        await _complete(ctx, wdef.name, result)
+        try:
+            await _complete(ctx, wdef.name, result)
+        except CancelRun:  # a cancel accepted before the completion committed wins
+            await unwind(ctx, CANCELLED_CAUSE, cancelled=True)
+
+
+async def _park_rejected(ctx: RunContext, exc: CheckpointRejected) -> None:
+    """The database keeps refusing this run's progress: park it where a person sees why,
+    instead of letting the lease run out and the step run again, without bound."""
+    error = {
+        "type": "CheckpointRejected",
+        "message": f"the database refused this run's checkpoint: {exc.message}",
+    }
+    await _park(ctx, RunStatus.BLOCKED, ev.RUN_BLOCKED, error)
 
 
 async def _suspend(ctx: RunContext) -> None:
@@ -90,24 +129,9 @@ async def _suspend(ctx: RunContext) -> None:
     )
 
 
-async def _cancel_children(ctx: RunContext) -> None:
-    """Cancelling a parent cancels (and so compensates) the children it started."""
-    store = ctx.rt.store
-    for rec in ctx.records.values():
-        if rec.kind is not StepKind.CHILD or rec.output is None:
-            continue
-        child_id = ctx.rt.codec.decode(rec.output, str, "child run id")
-        child = await store.load_run(child_id)
-        if child is None or child.status.is_terminal:
-            continue
-        try:
-            change = operations.plan_cancel(child, await store.load_steps(child_id), ctx.rt.clock())
-        except InvalidOperationError:
-            continue  # compensating already, or past its pivot: it goes its own way
-        await store.operate(change)
-
-
 async def _complete(ctx: RunContext, name: str, result: Any) -> None:
+    if ctx.cancel_requested and ctx.pivot is None:
+        raise CancelRun()  # known here already; the commit's fence catches a later one
     try:
         output = ctx.rt.codec.encode(result, f"workflow {name!r} result")
     except PayloadError as exc:
@@ -116,12 +140,14 @@ async def _complete(ctx: RunContext, name: str, result: Any) -> None:
     await ctx.checkpoint(
         events=[ctx.event(ev.RUN_COMPLETED)],
         change=RunChange(RunStatus.COMPLETED, output=output, release=True),
+        unless_cancelled=True,
     )
 
 
 async def _fail(ctx: RunContext, cause: dict[str, Any]) -> None:
-    if ctx.pivot is not None:
-        cause = {**cause, "pivot": ctx.pivot}
+    pivot = ctx.pivot or await children.past_pivot(ctx)
+    if pivot is not None:
+        cause = {**cause, "pivot": pivot}
         await _park(ctx, RunStatus.FAILED_AFTER_PIVOT, ev.RUN_FAILED_AFTER_PIVOT, cause)
     else:
         await unwind(ctx, cause, cancelled=False)

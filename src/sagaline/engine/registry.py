@@ -19,6 +19,7 @@ from sagaline.model.errors import (
     UnknownStepError,
     UnknownWorkflowError,
 )
+from sagaline.model.names import check_name
 from sagaline.model.retry import DEFAULT_COMPENSATION_RETRY, DEFAULT_STEP_RETRY, RetryPolicy
 
 P = ParamSpec("P")
@@ -77,11 +78,12 @@ class StepDef(Generic[P, R]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         from sagaline.engine.context import current_context
+        from sagaline.engine.steps import call_step
 
         ctx = current_context()
         if ctx is None:
             raise StepOutsideWorkflowError(self.name)
-        result: R = await ctx.call_step(self, args, kwargs)
+        result: R = await call_step(ctx, self, args, kwargs)
         return result
 
     @overload
@@ -195,6 +197,8 @@ def step(
     pivot: bool = False,
 ) -> Any:
     """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``."""
+    if name is not None:
+        check_name("@step name", name)
 
     def make(f: Callable[..., Any]) -> StepDef[Any, Any]:
         definition: StepDef[Any, Any] = StepDef(
@@ -230,6 +234,9 @@ def workflow(
 
     ``schedule="*/5 * * * *"`` (cron, UTC) starts one run per period across all workers.
     """
+    if name is not None:
+        check_name("@workflow name", name)
+    check_name("@workflow queue", queue)
 
     def make(f: Callable[..., Awaitable[Any]]) -> WorkflowDef[Any, Any]:
         definition: WorkflowDef[Any, Any] = WorkflowDef(

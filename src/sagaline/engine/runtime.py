@@ -23,3 +23,5 @@ class Runtime:
     lease_seconds: float
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random)
+    wake: Callable[[], None] = field(default=lambda: None)
+    """Tell this process's worker that a run became claimable (a child asked to unwind)."""

@@ -9,75 +9,111 @@ from __future__ import annotations
 
 from typing import Any
 
+from sagaline.engine import children, steps
 from sagaline.engine.attempts import Outcome, call_with_retries
 from sagaline.engine.context import RunContext
+from sagaline.engine.pending import Pending as _Pending
 from sagaline.engine.registry import get_step
 from sagaline.model import events as ev
-from sagaline.model import stack
+from sagaline.model import operations, stack
 from sagaline.model.errors import SagalineError
-from sagaline.model.records import NewEvent, RunChange, StepRecord
+from sagaline.model.records import RunChange, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 
-class _Pending:
-    """Writes that ride on the unwinding's next commit rather than taking one of their own.
-
-    Safe because each is re-derived after a crash: a run still RUNNING with a failed step
-    replays to the same failure and unwinds again; a compensation whose start was not yet
-    written simply runs (again), which compensations must tolerate anyway.
-    """
-
-    def __init__(self) -> None:
-        self.events: list[NewEvent] = []
-        self.change: RunChange | None = None
-
-    def take(self) -> tuple[list[NewEvent], RunChange | None]:
-        events, change = self.events, self.change
-        self.events, self.change = [], None
-        return events, change
-
-
 async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> None:
+    """Undo what the run did, last completed first; ends, parks or waits on a child."""
     records = list(ctx.records.values())
-    ever_compensable = any(
-        r.kind is StepKind.STEP and r.compensable and r.status is StepStatus.SUCCEEDED
-        for r in records
-    )
+    undoing_child = cause.get("type") == operations.PARENT_UNWINDING
+    await children.stop_running(ctx)
+    todo = stack.pending_compensations(records)
     if cancelled:
         final, event_type = RunStatus.CANCELLED, ev.RUN_CANCELLED
-    elif ever_compensable:
+    elif undoing_child or todo or any(_undone(r) for r in records):
         final, event_type = RunStatus.COMPENSATED, ev.RUN_COMPENSATED
     else:
         final, event_type = RunStatus.FAILED, ev.RUN_FAILED
-    todo = stack.pending_compensations(records)
     pending = _Pending()
-    if todo and ctx.run.status is not RunStatus.COMPENSATING:
+    if todo and ctx.run.status is not RunStatus.COMPENSATING and not stack.unwinding(records):
         names = [r.name for r in todo]
         pending.events.append(ctx.event(ev.RUN_COMPENSATING, error=cause, steps=names))
         pending.change = RunChange(RunStatus.COMPENSATING, error=cause)
     for i, rec in enumerate(todo):
         last = i == len(todo) - 1  # the last compensation's commit also ends the run
         ending = (event_type, RunChange(final, error=cause, release=True))
-        if not await _compensate(ctx, rec, cause, pending, ending if last else None):
+        seq = _seq_for(ctx, rec)
+        started = ctx.rt.clock()
+        if rec.kind is StepKind.CHILD:
+            child, error = await children.undo(ctx, rec)
+            if error is children.WAIT:
+                await _wait_for_child(ctx, rec, seq, child, cause, pending)
+                return
+            name = f"undo child {child}"
+            outcome = Outcome(error is None, None, error, 0, started)
+        else:
+            name, outcome = await _run_compensation(ctx, rec, seq, started, pending)
+        if not await _record(
+            ctx, rec, seq, name, outcome, cause, pending, ending if last else None
+        ):
             return
     if not todo:
+        events, _ = pending.take()
         await ctx.checkpoint(
-            events=[ctx.event(event_type, error=cause)],
+            events=[*events, ctx.event(event_type, error=cause)],
             change=RunChange(final, error=cause, release=True),
         )
 
 
-async def _compensate(
+def _undone(rec: StepRecord) -> bool:
+    """Something was, or is, on the stack: the run ends COMPENSATED rather than FAILED."""
+    if rec.kind is StepKind.COMPENSATION:
+        return True
+    return rec.kind is StepKind.STEP and rec.compensable and rec.status is StepStatus.SUCCEEDED
+
+
+def _seq_for(ctx: RunContext, rec: StepRecord) -> int:
+    """The number of ``rec``'s compensation: the one it waits under, or a new one."""
+    for other in ctx.records.values():
+        if (
+            other.kind is StepKind.COMPENSATION
+            and other.compensates_seq == rec.seq
+            and other.status is StepStatus.WAITING
+        ):
+            return other.seq
+    return stack.next_seq(ctx.records.values())
+
+
+async def _wait_for_child(
     ctx: RunContext,
     rec: StepRecord,
+    seq: int,
+    child: str,
     cause: dict[str, Any],
     pending: _Pending,
-    ending: tuple[str, RunChange] | None,
-) -> bool:
-    """Run one compensation to success (True) or park the run (False)."""
-    seq = stack.next_seq(ctx.records.values())
+) -> None:
+    """Suspend the unwinding until the child being undone settles (it wakes this run)."""
+    events, _ = pending.take()
+    now = ctx.rt.clock()
+    waiting = _compensation_row(
+        ctx, rec, seq, f"undo child {child}", StepStatus.WAITING, None, 0, now
+    )
+    await ctx.checkpoint(
+        steps=[waiting],
+        events=[
+            *events,
+            ctx.event(ev.COMPENSATION_STARTED, seq, step=rec.name, child=child),
+            ctx.event(ev.RUN_SUSPENDED, waits=[f"child {child}"], wake_at=None),
+        ],
+        change=RunChange(RunStatus.SUSPENDED, error=cause, release=True, awaited_runs=(child,)),
+    )
+    ctx.waits.append(waiting)
+
+
+async def _run_compensation(
+    ctx: RunContext, rec: StepRecord, seq: int, started: float, pending: _Pending
+) -> tuple[str, Outcome]:
+    """Call ``rec``'s compensation with its retry policy; the name it ran under."""
     name = f"compensation of {rec.name}"
-    started = ctx.rt.clock()
     # "Started" is written with the compensation's first commit, stamped with its real start.
     pending.events.append(ctx.event(ev.COMPENSATION_STARTED, seq, step=rec.name))
     try:
@@ -95,25 +131,27 @@ async def _compensate(
             rec.output or b"null", sdef.signature.return_type, f"step {rec.name!r} result"
         )
     except SagalineError as exc:
-        outcome = Outcome(
+        return name, Outcome(
             False, None, {"type": type(exc).__name__, "message": str(exc)}, 0, started
         )
-    else:
-        args, kwargs = sdef.signature.call_parts(values)
+    args, kwargs = sdef.signature.call_parts(values)
+    running = steps.enter(ctx.run.run_id, comp.name, seq, f"compensation:{rec.seq}", True)
 
-        async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
-            events, change = pending.take()
-            failed = ctx.event(
-                ev.COMPENSATION_ATTEMPT_FAILED,
-                seq,
-                step=rec.name,
-                compensation=comp.name,
-                attempt=attempt,
-                error=error,
-                retry_in=round(delay, 3),
-            )
-            await ctx.checkpoint(events=[*events, failed], change=change)
+    async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
+        running.attempt = attempt + 1
+        events, change = pending.take()
+        failed = ctx.event(
+            ev.COMPENSATION_ATTEMPT_FAILED,
+            seq,
+            step=rec.name,
+            compensation=comp.name,
+            attempt=attempt,
+            error=error,
+            retry_in=round(delay, 3),
+        )
+        await ctx.checkpoint(events=[*events, failed], change=change)
 
+    try:
         outcome = await call_with_retries(
             ctx.rt,
             comp.fn,
@@ -124,21 +162,53 @@ async def _compensate(
             comp.timeout,
             on_failure,
         )
-    crec = StepRecord(
+    finally:
+        steps.leave(running)
+    return name, outcome
+
+
+def _compensation_row(
+    ctx: RunContext,
+    rec: StepRecord,
+    seq: int,
+    name: str,
+    status: StepStatus,
+    error: dict[str, Any] | None,
+    attempts: int,
+    started: float,
+) -> StepRecord:
+    return StepRecord(
         seq=seq,
         name=name,
         kind=StepKind.COMPENSATION,
-        status=StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED,
+        status=status,
         input=None,
         output=None,
-        error=outcome.error,
-        attempts=outcome.attempts,
+        error=error,
+        attempts=attempts,
         compensable=False,
         pivot=False,
         compensates_seq=rec.seq,
         done_index=0,
-        started_at=outcome.started_at,
+        started_at=started,
         finished_at=ctx.rt.clock(),
+    )
+
+
+async def _record(
+    ctx: RunContext,
+    rec: StepRecord,
+    seq: int,
+    name: str,
+    outcome: Outcome,
+    cause: dict[str, Any],
+    pending: _Pending,
+    ending: tuple[str, RunChange] | None,
+) -> bool:
+    """Commit one compensation's end: go on (True), or park the run (False)."""
+    status = StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED
+    crec = _compensation_row(
+        ctx, rec, seq, name, status, outcome.error, outcome.attempts, outcome.started_at
     )
     detail: dict[str, Any] = {"step": rec.name, "compensation": name, "attempts": outcome.attempts}
     events, change = pending.take()

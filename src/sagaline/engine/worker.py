@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
-from sagaline.engine.context import RunContext, StoreInterrupted
+from sagaline.engine.context import RunContext, RunInterrupted, StoreInterrupted
 from sagaline.engine.executor import execute
 from sagaline.engine.registry import workflow_names
 from sagaline.engine.runtime import Runtime
@@ -98,7 +98,7 @@ class Worker:
             loop.cancel()  # claim no more; the heartbeat keeps the leases while draining
         if drain_seconds > 0 and self._tasks:
             for ctx in self._contexts.values():
-                ctx.draining = True
+                ctx.request_drain()
             await asyncio.wait(list(self._tasks.values()), timeout=drain_seconds)
         tasks = [*self._loops, *self._tasks.values()]
         for task in tasks:
@@ -115,7 +115,7 @@ class Worker:
         """Tell a run executing here about a cancel now, not at its next commit."""
         ctx = self._contexts.get(run_id)
         if ctx is not None:
-            ctx.cancel_requested = True
+            ctx.request_cancel()
 
     def executing(self, run_id: str) -> bool:
         return run_id in self._tasks
@@ -159,7 +159,7 @@ class Worker:
                     run.run_id,
                     exc.__cause__,
                 )
-        except Exception:
+        except (Exception, RunInterrupted):
             # The lease runs out and the run is claimed again; nothing is lost.
             log.exception("run %r stopped on an internal error; it will be retried", run.run_id)
         finally:

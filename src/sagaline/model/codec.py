@@ -8,12 +8,18 @@ Pickle is never used: stored bytes may come from anywhere the database is reacha
 from __future__ import annotations
 
 import inspect
+import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+
+# A msgpack float64 (0xcb, then big-endian) whose exponent bits are all ones: NaN or ±inf.
+# It may also match inside a string or bytes, so a match is only a reason to look closer.
+_PACKED_NON_FINITE = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
 
 
 def _enc_hook(value: Any) -> Any:
@@ -30,6 +36,46 @@ def _dec_hook(type_: Any, obj: Any) -> Any:
     raise NotImplementedError(f"unsupported type {type_!r}")
 
 
+def _check_finite(value: Any, where: str) -> None:
+    try:
+        plain = msgspec.to_builtins(value, enc_hook=_enc_hook)
+    except Exception:
+        return  # it did encode as JSON: do not refuse it over a stricter conversion
+    found = _non_finite(plain)
+    if found is not None:
+        from sagaline.model.errors import PayloadNotFiniteError
+
+        number, *path = found
+        raise PayloadNotFiniteError(where, _path_text(reversed(path)), number)
+
+
+def _non_finite(obj: Any) -> list[Any] | None:
+    """``[the float, innermost key, ..., outermost key]`` of the first NaN or infinity."""
+    kind = type(obj)
+    if kind is float:
+        return None if math.isfinite(obj) else [obj]
+    if kind is list or kind is tuple:  # what to_builtins leaves: lists, tuples, dicts
+        for index, item in enumerate(obj):
+            found = _non_finite(item)
+            if found is not None:
+                found.append(index)
+                return found
+    elif kind is dict:
+        for key, item in obj.items():
+            found = _non_finite(item)
+            if found is not None:
+                found.append(key)
+                return found
+    return None
+
+
+def _path_text(path: Any) -> str:
+    parts = [
+        f".{key}" if isinstance(key, str) and key.isidentifier() else f"[{key!r}]" for key in path
+    ]
+    return f"the value at {''.join(parts).lstrip('.')}" if parts else "the value"
+
+
 def type_name(type_: Any) -> str:
     return getattr(type_, "__qualname__", None) or repr(type_)
 
@@ -37,12 +83,14 @@ def type_name(type_: Any) -> str:
 class Codec:
     """``encode(value) -> bytes`` and ``decode(bytes, type) -> value``.
 
-    ``max_payload_bytes`` is checked at encode time, before anything is written.
+    ``max_payload_bytes`` is checked at encode time, before anything is written, and so
+    are NaN and infinity: msgspec writes them as ``null``, which would not decode back.
     """
 
     def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
         self.max_payload_bytes = max_payload_bytes
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
+        self._packer = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
         self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
     def encode(self, value: Any, where: str) -> bytes:
@@ -52,9 +100,18 @@ class Codec:
             data = self._encoder.encode(value)
         except (TypeError, NotImplementedError, OverflowError, ValueError) as exc:
             raise PayloadEncodeError(where, type(value).__qualname__, str(exc)) from exc
+        if b"null" in data and self._maybe_non_finite(value):
+            _check_finite(value, where)
         if len(data) > self.max_payload_bytes:
             raise PayloadTooLargeError(where, len(data), self.max_payload_bytes)
         return data
+
+    def _maybe_non_finite(self, value: Any) -> bool:
+        """Cheap: msgpack keeps NaN and infinity, which JSON shows only as ``null``."""
+        try:
+            return _PACKED_NON_FINITE.search(self._packer.encode(value)) is not None
+        except Exception:
+            return True
 
     def decode(self, data: bytes, type_: Any, where: str) -> Any:
         from sagaline.model.errors import PayloadDecodeError

@@ -7,8 +7,10 @@
     ├── UnknownWorkflowError       a run names a workflow this process has not imported
     ├── UnknownStepError           a recorded step has no definition in this process
     ├── StepOutsideWorkflowError   a step was awaited outside a running workflow
+    ├── InvalidNameError           a run id, signal, queue, workflow or step name is malformed
     ├── PayloadError
     │   ├── PayloadEncodeError     a value cannot be stored as JSON
+    │   │   └── PayloadNotFiniteError  a float in it is NaN or infinite
     │   ├── PayloadTooLargeError   an encoded value is over the configured limit
     │   └── PayloadDecodeError     stored JSON does not fit the annotated type
     ├── NonDeterminismError        the code no longer matches a run's recorded history
@@ -17,6 +19,7 @@
     ├── RunFailedError             ``handle.result()`` of a run that did not complete
     ├── RunNotFoundError           no run has this id
     ├── InvalidOperationError      an operator action that the run's status forbids
+    │   └── RunConflictError       a start reuses a run id with another workflow or input
     ├── DatabaseError
     │   ├── DatabaseUnavailableError   the connection dropped or the file is locked: retry
     │   ├── NotASagalineDatabaseError
@@ -77,6 +80,28 @@ class StepOutsideWorkflowError(SagalineError):
         )
 
 
+class InvalidNameError(SagalineError):
+    """A run id or a signal, queue, workflow or step name that sagaline does not accept.
+
+    ``what`` names the argument (``"run id"``), ``value`` is what was given and ``reason``
+    says what is wrong with it; see :func:`sagaline.model.names.check_name`.
+    """
+
+    code = "invalid_name"
+
+    def __init__(self, what: str, value: object, reason: str) -> None:
+        from sagaline.model.names import MAX_NAME_LENGTH, shown
+
+        self.what = what
+        self.value = value
+        self.reason = reason
+        super().__init__(
+            f"{what} {shown(value)} is not valid: {reason}; use a str of 1 to "
+            f"{MAX_NAME_LENGTH} characters with no control characters (such as NUL, newline "
+            f"or tab) and no lone surrogates"
+        )
+
+
 class PayloadError(SagalineError):
     code = "payload_error"
 
@@ -90,6 +115,21 @@ class PayloadEncodeError(PayloadError):
         super().__init__(
             f"{where}: a value of type {type_name!r} cannot be stored as JSON ({reason}); "
             f"use a dataclass, a msgspec.Struct, a pydantic model or plain JSON values"
+        )
+
+
+class PayloadNotFiniteError(PayloadEncodeError):
+    code = "payload_not_finite"
+
+    def __init__(self, where: str, path: str, value: float) -> None:
+        self.where = where
+        self.type_name = "float"
+        self.path = path
+        self.value = value
+        PayloadError.__init__(
+            self,
+            f"{where}: {path} is {value!r}, and JSON has no NaN or infinity; pass such a "
+            f"value as a string (e.g. 'nan', 'inf') or as None",
         )
 
 
@@ -190,6 +230,20 @@ class RunNotFoundError(SagalineError):
 
 class InvalidOperationError(SagalineError):
     code = "invalid_operation"
+
+
+class RunConflictError(InvalidOperationError):
+    """A start gave an existing run's id with another workflow or other arguments."""
+
+    code = "run_conflict"
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(
+            f"run {run_id!r} already exists {reason}; choose another run_id, or follow the "
+            f"existing run with `engine.handle({run_id!r})`"
+        )
 
 
 class DatabaseError(SagalineError):

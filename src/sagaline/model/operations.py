@@ -12,10 +12,19 @@ from sagaline.model.errors import InvalidOperationError
 from sagaline.model.records import NewEvent, OperatorChange, RunRecord, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
+PARENT_UNWINDING = "ParentUnwinding"
+"""The cause a completed child unwinds with when its parent asks it to."""
+
 
 def plan_cancel(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorChange:
     rid, status = run.run_id, run.status
     pivot = stack.passed_pivot(steps)
+    running = stack.running_pivot(steps)
+    if running is not None and pivot is None and not status.is_terminal:
+        raise InvalidOperationError(
+            f"run {rid!r} is running its pivot step {running!r}; from there the saga can only "
+            f"go forward, so it cannot be cancelled (it was not changed)"
+        )
     if status.is_terminal:
         raise InvalidOperationError(f"run {rid!r} already ended {status.value}; nothing to cancel")
     if status is RunStatus.COMPENSATING or status is RunStatus.COMPENSATION_FAILED:
@@ -46,6 +55,15 @@ def plan_cancel(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorC
         frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUSPENDED}),
         event,
         request_cancel=True,
+        unless_pivot=True,
+    )
+
+
+def plan_undo_child(run: RunRecord, parent: str, at: float) -> OperatorChange:
+    """A completed child whose parent unwinds: compensate it, in the child."""
+    event = NewEvent(ev.UNDO_REQUESTED, at, data={"parent": parent})
+    return OperatorChange(
+        run.run_id, frozenset({RunStatus.COMPLETED}), event, to_status=RunStatus.COMPENSATING
     )
 
 

@@ -76,6 +76,10 @@ class StepRecord:
     done_index: int
     started_at: float
     finished_at: float
+    branch: str = ""
+    """The parallel branch that made the call ("" for the workflow's own line; "2.1" for
+    the first task started at the workflow's second call, and so on). Replay finds a call's
+    record by (branch, position in the branch), so branches replay whatever their timing."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,10 @@ class Checkpoint:
     """(signal id, seq of the wait that consumed it); each signal is consumed once."""
     parent_run_id: str | None = None
     """The run's parent, which a settling run must wake."""
+    unless_cancelled: bool = False
+    """Land only if no cancel was accepted for the run: a completion, or the start of a
+    pivot, must lose to a cancel that came first. When refused this way the result has
+    ``landed=False`` and ``cancel_requested=True``."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,9 @@ class CommitResult:
     landed: bool
     """False when the writer no longer held the lease: nothing of the checkpoint was written."""
     cancel_requested: bool = False
+    rejected: str | None = None
+    """The database refused this checkpoint for a reason of its own (its message); nothing
+    of it was written, and the other checkpoints of its batch were not affected."""
 
 
 @dataclass(frozen=True)
@@ -181,3 +192,6 @@ class OperatorChange:
     request_cancel: bool = False
     delete_step_seq: int | None = None
     skip_step_seq: int | None = None
+    unless_pivot: bool = False
+    """Apply only if no pivot step of the run is running or done (checked in the same
+    transaction): a cancel must not be accepted once the saga can only go forward."""

@@ -46,7 +46,10 @@ class StepStatus(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     WAITING = "WAITING"
-    """A timer, signal or child the run is suspended on."""
+    """A timer, signal or child the run is suspended on (or, unwinding, a child it undoes)."""
+    RUNNING = "RUNNING"
+    """A step in flight: written before a pivot starts (so a cancel can be refused while it
+    runs) and for a step that runs long (so it is visible). Replay runs it again."""
     SKIPPED = "SKIPPED"
     """A failed compensation an operator marked as resolved by hand."""
 

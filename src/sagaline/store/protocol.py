@@ -6,7 +6,7 @@ otherwise. Leases are judged by the database's clock, never the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from sagaline.model.records import (
@@ -65,7 +65,8 @@ class Store(Protocol):
         concurrency limit holds across all workers: claims never put more of its runs in
         flight than the limit allows. SUSPENDED runs whose ``wake_at`` is at or before
         ``now`` (the engine's clock, so a test's fake clock can drive timers) are claimed
-        too, and become RUNNING.
+        too, and become RUNNING. Each claim's ``RunClaimed`` event is stamped ``now``, as
+        the rest of the audit trail follows the engine's clock.
         """
 
     async def heartbeat(self, owner: str, lease_seconds: float, run_ids: Sequence[str]) -> int:
@@ -89,11 +90,17 @@ class Store(Protocol):
 
     async def queue_limits(self) -> dict[str, int]: ...
 
-    async def send_signal(self, run_id: str, name: str, payload: bytes, at: float) -> bool:
-        """Keep a signal for the run (False if there is no such run), and wake it if it sleeps.
+    async def send_signal(
+        self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]
+    ) -> RunStatus | None:
+        """Keep a signal for the run if its status is one of ``statuses``, and wake it if
+        it sleeps; returns the run's status (``None``: no such run).
 
-        Serialised with the run's own commits, so a run that suspends while a signal
-        arrives is always woken.
+        The signal, its ``SignalReceived`` event and the wake-up are written only when the
+        status allows, checked in the same transaction: a run that ends meanwhile never
+        gets a signal after its end. Serialised with the run's own commits, so a run that
+        suspends while a signal arrives is always woken. Not idempotent: each call that is
+        accepted keeps one more signal.
         """
 
     async def load_signals(self, run_id: str) -> list[SignalRecord]:
@@ -115,6 +122,17 @@ class Store(Protocol):
         lease (owner and epoch); the others are unaffected. Results are in batch order.
         A run that settles wakes its suspended parent; a run that suspends is due at once
         if a newer signal or an awaited child's end arrived meanwhile.
+
+        A checkpoint the database refuses for a reason of its own data (a constraint, a
+        trigger, a value out of range) never fails the rest of its batch: the batch is
+        written again one checkpoint at a time (each under its own savepoint, still one
+        transaction), the others land, and the refused one comes back with
+        ``landed=False`` and ``rejected`` set to the database's message, having written
+        nothing. Only that failure path pays for this.
+
+        Raises:
+            DatabaseUnavailableError: the connection dropped or the database stayed locked;
+                whether the batch landed is unknown, so re-read the runs.
         """
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
@@ -124,6 +142,10 @@ class Store(Protocol):
         """Most recent first."""
 
     async def read_events(self, run_id: str) -> list[EventRecord]:
-        """The run's audit trail, oldest first."""
+        """The run's audit trail in causal order: by time, then by insertion.
+
+        Timestamps never decrease along the list, although a step's ``StepStarted`` (stamped
+        when the step started) is written with its end, after events newer than it.
+        """
 
     async def aclose(self) -> None: ...

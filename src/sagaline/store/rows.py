@@ -47,6 +47,7 @@ def step_from_row(row: Any) -> StepRecord:
         done_index=row["done_index"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        branch=row["branch"],
     )
 
 

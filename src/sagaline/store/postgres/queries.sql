@@ -102,15 +102,16 @@ WHERE run_id = $1
 
 -- name: upsert_step
 INSERT INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
-                   compensable, pivot, compensates_seq, done_index, started_at, finished_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                   compensable, pivot, compensates_seq, done_index, started_at, finished_at,
+                   branch)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (run_id, seq) DO UPDATE SET
     name = excluded.name, kind = excluded.kind, status = excluded.status,
     input = excluded.input, output = excluded.output, error = excluded.error,
     attempts = excluded.attempts, compensable = excluded.compensable,
     pivot = excluded.pivot, compensates_seq = excluded.compensates_seq,
     done_index = excluded.done_index, started_at = excluded.started_at,
-    finished_at = excluded.finished_at
+    finished_at = excluded.finished_at, branch = excluded.branch
 
 -- name: insert_event
 INSERT INTO events (run_id, at, type, seq, data) VALUES ($1, $2, $3, $4, $5)
@@ -140,7 +141,8 @@ SELECT * FROM runs ORDER BY created_at DESC, run_id LIMIT $1
 SELECT * FROM runs WHERE status = $1 ORDER BY created_at DESC, run_id LIMIT $2
 
 -- name: select_events
-SELECT * FROM events WHERE run_id = $1 ORDER BY id
+-- Causal order: a step's StepStarted is stamped when it started but inserted with its end.
+SELECT * FROM events WHERE run_id = $1 ORDER BY at, id
 
 -- name: meta_table
 SELECT to_regclass('sagaline_meta') IS NOT NULL, to_regclass('runs') IS NOT NULL
@@ -179,7 +181,7 @@ ON CONFLICT (run_id) DO NOTHING
 UPDATE signals SET consumed_seq = $2 WHERE id = $1 AND consumed_seq IS NULL
 
 -- name: lock_run
-SELECT run_id FROM runs WHERE run_id = $1 FOR UPDATE
+SELECT status FROM runs WHERE run_id = $1 FOR UPDATE
 
 -- name: insert_signal
 INSERT INTO signals (run_id, name, payload, sent_at) VALUES ($1, $2, $3, $4)
@@ -250,12 +252,13 @@ WITH v AS (
 ), s AS (
     INSERT INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
                        compensable, pivot, compensates_seq, done_index, started_at,
-                       finished_at)
+                       finished_at, branch)
     SELECT s.* FROM unnest($9::text[], $10::int[], $11::text[], $12::text[], $13::text[],
                            $14::bytea[], $15::bytea[], $16::text[], $17::int[], $18::bool[],
-                           $19::bool[], $20::int[], $21::int[], $22::float8[], $23::float8[])
+                           $19::bool[], $20::int[], $21::int[], $22::float8[], $23::float8[],
+                           $24::text[])
         AS s(run_id, seq, name, kind, status, input, output, error, attempts, compensable,
-             pivot, compensates_seq, done_index, started_at, finished_at)
+             pivot, compensates_seq, done_index, started_at, finished_at, branch)
     WHERE s.run_id IN (SELECT run_id FROM fenced)
     ON CONFLICT (run_id, seq) DO UPDATE SET
         name = excluded.name, kind = excluded.kind, status = excluded.status,
@@ -263,11 +266,11 @@ WITH v AS (
         attempts = excluded.attempts, compensable = excluded.compensable,
         pivot = excluded.pivot, compensates_seq = excluded.compensates_seq,
         done_index = excluded.done_index, started_at = excluded.started_at,
-        finished_at = excluded.finished_at
+        finished_at = excluded.finished_at, branch = excluded.branch
     RETURNING 1
 ), e AS (
     INSERT INTO events (run_id, at, type, seq, data)
-    SELECT e.* FROM unnest($24::text[], $25::float8[], $26::text[], $27::int[], $28::text[])
+    SELECT e.* FROM unnest($25::text[], $26::float8[], $27::text[], $28::int[], $29::text[])
         AS e(run_id, at, type, seq, data)
     WHERE e.run_id IN (SELECT run_id FROM fenced)
     RETURNING 1

@@ -19,8 +19,8 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -42,6 +42,7 @@ from sagaline.model.records import (
     new_run_record,
 )
 from sagaline.model.status import RunStatus
+from sagaline.store.postgres.batch import write, write_each
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, run_from_row, step_from_row
@@ -250,7 +251,7 @@ class PostgresStore:
                     [
                         (
                             r.run_id,
-                            r.updated_at,
+                            now or r.updated_at,  # the engine's clock, as the rest of the trail
                             ev.RUN_CLAIMED,
                             None,
                             json.dumps({"owner": owner, "epoch": r.lease_epoch}),
@@ -295,21 +296,21 @@ class PostgresStore:
         else:
             await self._retry(lambda c: c.execute(_Q["set_queue_limit"], queue, limit))
 
-    async def send_signal(self, run_id: str, name: str, payload: bytes, at: float) -> bool:
-        async def op(conn: asyncpg.Connection) -> bool:
-            async with conn.transaction():
-                # The row lock orders this against the run's own suspending commit.
-                if await conn.fetchval(_Q["lock_run"], run_id) is None:
-                    return False
-                await conn.execute(_Q["insert_signal"], run_id, name, payload, at)
-                await conn.execute(_Q["wake_for_signal"], run_id, at)
-                data = json.dumps({"signal": name})
-                await conn.execute(_Q["insert_event"], run_id, at, ev.SIGNAL_RECEIVED, None, data)
-                await conn.execute(_Q["notify"], "")
-                return True
-
-        async with self._p().acquire() as conn:
-            return await op(conn)
+    async def send_signal(
+        self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]
+    ) -> RunStatus | None:
+        async with self._p().acquire() as conn, conn.transaction():
+            # The row lock orders this against the run's own commits: it cannot end or
+            # suspend between the check and the signal.
+            found = await conn.fetchval(_Q["lock_run"], run_id)
+            if found is None or RunStatus(found) not in statuses:
+                return None if found is None else RunStatus(found)
+            await conn.execute(_Q["insert_signal"], run_id, name, payload, at)
+            await conn.execute(_Q["wake_for_signal"], run_id, at)
+            data = json.dumps({"signal": name})
+            await conn.execute(_Q["insert_event"], run_id, at, ev.SIGNAL_RECEIVED, None, data)
+            await conn.execute(_Q["notify"], "")
+            return RunStatus(found)
 
     async def load_signals(self, run_id: str) -> list[SignalRecord]:
         rows = await self._retry(lambda c: c.fetch(_Q["select_signals"], run_id))
@@ -331,86 +332,27 @@ class PostgresStore:
     # -- progress --------------------------------------------------------------------------
 
     async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
-        """One transaction and a few statements for the whole batch, however large.
+        """One statement, or one transaction of a few, for the whole batch, however large;
+        written again one checkpoint at a time only if the database refuses one of them.
 
         Raises:
             DatabaseUnavailableError: the connection failed; whether it landed is unknown.
         """
         try:
-            return await self._commit(batch)
+            async with self._p().acquire() as conn:
+                try:
+                    return await write(conn, batch)
+                except asyncpg.PostgresError as exc:
+                    if isinstance(exc, TRANSIENT):
+                        raise
+                    log.warning(
+                        "a batch of %d checkpoint(s) was refused (%s); writing them one at a time",
+                        len(batch),
+                        exc,
+                    )
+                    return await write_each(conn, batch)
         except TRANSIENT as exc:
             raise DatabaseUnavailableError(f"commit interrupted: {exc!r}") from exc
-
-    async def _commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
-        if _fast(batch):
-            async with self._p().acquire() as conn:
-                rows = await conn.fetch(_Q["commit_fast"], *_fast_args(batch))
-            cancel = {r["run_id"]: r["cancel_requested"] for r in rows}
-            return [
-                CommitResult(cp.run_id, cp.run_id in cancel, bool(cancel.get(cp.run_id)))
-                for cp in batch
-            ]
-        async with self._p().acquire() as conn, conn.transaction():
-            fenced = await conn.fetch(
-                _Q["fence"],
-                [cp.run_id for cp in batch],
-                [cp.owner for cp in batch],
-                [cp.epoch for cp in batch],
-                [max((ev.at for ev in cp.events), default=0.0) for cp in batch],
-            )
-            cancel = {r["run_id"]: r["cancel_requested"] for r in fenced}
-            landed = [cp for cp in batch if cp.run_id in cancel]
-            steps = [_step_params(cp.run_id, s) for cp in landed for s in cp.steps]
-            if steps:
-                await conn.executemany(_Q["upsert_step"], steps)
-            events = [
-                (cp.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data))
-                for cp in landed
-                for ev in cp.events
-            ]
-            if events:
-                await conn.executemany(_Q["insert_event"], events)
-            children = [
-                (c.run_id, c.workflow, c.input, c.queue, c.parent_run_id, c.at)
-                for cp in landed
-                for c in cp.new_runs
-            ]
-            if children:
-                await conn.executemany(_Q["insert_child"], children)
-                await conn.execute(_Q["notify"], "")
-            consumed = [pair for cp in landed for pair in cp.consumed_signals]
-            if consumed:
-                await conn.executemany(_Q["consume_signal"], consumed)
-            changes = [
-                (
-                    cp.run_id,
-                    cp.change.status.value,
-                    cp.change.output,
-                    None if cp.change.error is None else json.dumps(cp.change.error),
-                    max((ev.at for ev in cp.events), default=0.0),
-                    cp.change.release,
-                    cp.change.wake_at,
-                    cp.change.seen_signal_id,
-                    list(cp.change.awaited_runs),
-                )
-                for cp in landed
-                if cp.change is not None
-            ]
-            if changes:
-                await conn.executemany(_Q["change_run"], changes)
-            settled = [
-                (cp.run_id, max((ev.at for ev in cp.events), default=0.0))
-                for cp in landed
-                if cp.change is not None and cp.change.status.is_settled
-            ]
-            for run_id, at in settled:
-                # Locking the parent orders this against the parent's own suspension.
-                if await conn.fetchval(_Q["lock_parent"], run_id) is not None:
-                    await conn.execute(_Q["wake_parent"], run_id, at)
-        return [
-            CommitResult(cp.run_id, cp.run_id in cancel, bool(cancel.get(cp.run_id, False)))
-            for cp in batch
-        ]
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         ev = change.event
@@ -436,46 +378,6 @@ class PostgresStore:
             return run_from_row(row)
 
 
-def _fast(batch: Sequence[Checkpoint]) -> bool:
-    """Whether the batch fits the one-statement commit."""
-    if len({cp.run_id for cp in batch}) != len(batch):
-        return False
-    for cp in batch:
-        if cp.new_runs or cp.consumed_signals:
-            return False
-        ch = cp.change
-        if ch is not None and (
-            ch.status is RunStatus.SUSPENDED or (ch.status.is_settled and cp.parent_run_id)
-        ):
-            return False
-    return True
-
-
-def _fast_args(batch: Sequence[Checkpoint]) -> list[Any]:
-    def change(cp: Checkpoint) -> tuple[Any, ...]:
-        ch = cp.change
-        if ch is None:
-            return (None, None, None, False)
-        error = None if ch.error is None else json.dumps(ch.error)
-        return (ch.status.value, ch.output, error, ch.release)
-
-    changes = [change(cp) for cp in batch]
-    steps = [_step_params(cp.run_id, s) for cp in batch for s in cp.steps]
-    events = [
-        (cp.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)) for cp in batch for ev in cp.events
-    ]
-    columns: list[Any] = [
-        [cp.run_id for cp in batch],
-        [cp.owner for cp in batch],
-        [cp.epoch for cp in batch],
-        [max((ev.at for ev in cp.events), default=0.0) for cp in batch],
-    ]
-    columns += [list(col) for col in zip(*changes, strict=True)]
-    columns += [list(col) for col in zip(*steps, strict=True)] if steps else [[]] * 15
-    columns += [list(col) for col in zip(*events, strict=True)] if events else [[]] * 5
-    return columns
-
-
 async def _free_slots(conn: asyncpg.Connection, queue: str) -> int:
     """How many more runs of ``queue`` may be in flight; holds the queue's lock if limited."""
     limit = await conn.fetchval(_Q["queue_limit"], queue)
@@ -483,23 +385,3 @@ async def _free_slots(conn: asyncpg.Connection, queue: str) -> int:
         return 2**31
     await conn.execute(_Q["lock_queue"], queue)  # serialise claims of a limited queue
     return int(limit) - int(await conn.fetchval(_Q["in_flight"], queue))
-
-
-def _step_params(run_id: str, s: StepRecord) -> tuple[Any, ...]:
-    return (
-        run_id,
-        s.seq,
-        s.name,
-        s.kind.value,
-        s.status.value,
-        s.input,
-        s.output,
-        None if s.error is None else json.dumps(s.error),
-        s.attempts,
-        s.compensable,
-        s.pivot,
-        s.compensates_seq,
-        s.done_index,
-        s.started_at,
-        s.finished_at,
-    )

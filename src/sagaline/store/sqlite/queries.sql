@@ -88,9 +88,10 @@ WHERE run_id = :run_id
 -- name: upsert_step
 INSERT OR REPLACE INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
                               compensable, pivot, compensates_seq, done_index, started_at,
-                              finished_at)
+                              finished_at, branch)
 VALUES (:run_id, :seq, :name, :kind, :status, :input, :output, :error, :attempts,
-        :compensable, :pivot, :compensates_seq, :done_index, :started_at, :finished_at)
+        :compensable, :pivot, :compensates_seq, :done_index, :started_at, :finished_at,
+        :branch)
 
 -- name: insert_event
 INSERT INTO events (run_id, at, type, seq, data) VALUES (:run_id, :at, :type, :seq, :data)
@@ -117,7 +118,8 @@ SELECT * FROM runs ORDER BY created_at DESC, run_id LIMIT :limit
 SELECT * FROM runs WHERE status = :status ORDER BY created_at DESC, run_id LIMIT :limit
 
 -- name: select_events
-SELECT * FROM events WHERE run_id = :run_id ORDER BY id
+-- Causal order: a step's StepStarted is stamped when it started but inserted with its end.
+SELECT * FROM events WHERE run_id = :run_id ORDER BY at, id
 
 -- name: newer_signal
 SELECT 1 FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL AND id > :seen LIMIT 1
@@ -142,6 +144,9 @@ ON CONFLICT (run_id) DO NOTHING
 
 -- name: consume_signal
 UPDATE signals SET consumed_seq = :seq WHERE id = :id AND consumed_seq IS NULL
+
+-- name: run_status
+SELECT status FROM runs WHERE run_id = :run_id
 
 -- name: insert_signal
 INSERT INTO signals (run_id, name, payload, sent_at) VALUES (:run_id, :name, :payload, :at)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,7 +28,6 @@ from sagaline.model.records import (
     EventRecord,
     NewRun,
     OperatorChange,
-    RunChange,
     RunRecord,
     SignalRecord,
     StepRecord,
@@ -36,9 +36,11 @@ from sagaline.model.records import (
 from sagaline.model.status import RunStatus
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, run_from_row, step_from_row
+from sagaline.store.sqlite.batch import write_batch, write_each
 from sagaline.store.sqlite.schema import migrate
 
 T = TypeVar("T")
+log = logging.getLogger("sagaline.sqlite")
 
 _Q = load_queries("sagaline.store.sqlite")
 
@@ -179,7 +181,9 @@ class SqliteStore:
             runs = [run_from_row(r) for r in conn.execute(_Q["claim"], params).fetchall()]
             for run in runs:
                 data = {"owner": owner, "epoch": run.lease_epoch}
-                _insert_event(conn, run.run_id, ev.RUN_CLAIMED, run.updated_at, None, data)
+                # Stamped by the engine's clock, as the rest of the audit trail is.
+                at = now or run.updated_at
+                _insert_event(conn, run.run_id, ev.RUN_CLAIMED, at, None, data)
             return runs
 
         return await self._tx(tx)
@@ -207,15 +211,21 @@ class SqliteStore:
 
         await self._tx(tx)
 
-    async def send_signal(self, run_id: str, name: str, payload: bytes, at: float) -> bool:
-        def tx(conn: sqlite3.Connection) -> bool:
-            if conn.execute(_Q["select_run"], {"run_id": run_id}).fetchone() is None:
-                return False
+    async def send_signal(
+        self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]
+    ) -> RunStatus | None:
+        def tx(conn: sqlite3.Connection) -> RunStatus | None:
+            row = conn.execute(_Q["run_status"], {"run_id": run_id}).fetchone()
+            if row is None:
+                return None
+            status = RunStatus(row[0])
+            if status not in statuses:
+                return status
             key = {"run_id": run_id, "at": at}
             conn.execute(_Q["insert_signal"], {**key, "name": name, "payload": payload})
             conn.execute(_Q["wake_for_signal"], key)
             _insert_event(conn, run_id, ev.SIGNAL_RECEIVED, at, None, {"signal": name})
-            return True
+            return status
 
         return await self._tx(tx)
 
@@ -259,11 +269,18 @@ class SqliteStore:
     # -- progress --------------------------------------------------------------------------
 
     async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
-        def tx(conn: sqlite3.Connection) -> list[CommitResult]:
-            return _apply_batch(conn, batch)
-
         try:
-            return await self._tx(tx)
+            try:
+                return await self._tx(lambda conn: write_batch(conn, batch))
+            except sqlite3.OperationalError:
+                raise
+            except (sqlite3.Error, OverflowError) as exc:
+                log.warning(
+                    "a batch of %d checkpoint(s) was refused (%s); writing them one at a time",
+                    len(batch),
+                    exc,
+                )
+                return await self._tx(lambda conn: write_each(conn, batch))
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O
             raise DatabaseUnavailableError(f"commit failed: {exc}") from exc
 
@@ -329,95 +346,6 @@ def _free_slots(conn: sqlite3.Connection, queue: str) -> int:
     return int(row[0]) - int(conn.execute(_Q["in_flight"], {"queue": queue}).fetchone()[0])
 
 
-def _at(cp: Checkpoint) -> float:
-    return max((ev.at for ev in cp.events), default=0.0)
-
-
-def _apply_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[CommitResult]:
-    """The whole batch in a handful of set-based statements.
-
-    The fence goes first: a checkpoint whose writer lost the lease matches nothing there,
-    and nothing of it is written.
-    """
-    keys = json.dumps([[cp.run_id, cp.owner, cp.epoch, _at(cp)] for cp in batch])
-    cancel = {row[0]: bool(row[1]) for row in conn.execute(_Q["fence"], {"batch": keys})}
-    landed = [cp for cp in batch if cp.run_id in cancel]
-    steps = [_step_params(cp.run_id, step) for cp in landed for step in cp.steps]
-    if steps:
-        conn.executemany(_Q["upsert_step"], steps)
-    events = [
-        {
-            "run_id": cp.run_id,
-            "at": ev.at,
-            "type": ev.type,
-            "seq": ev.seq,
-            "data": json.dumps(ev.data),
-        }
-        for cp in landed
-        for ev in cp.events
-    ]
-    if events:
-        conn.executemany(_Q["insert_event"], events)
-    children = [
-        {
-            "run_id": c.run_id,
-            "workflow": c.workflow,
-            "input": c.input,
-            "queue": c.queue,
-            "parent_run_id": c.parent_run_id,
-            "at": c.at,
-        }
-        for cp in landed
-        for c in cp.new_runs
-    ]
-    if children:
-        conn.executemany(_Q["insert_child"], children)
-    consumed = [{"id": i, "seq": seq} for cp in landed for i, seq in cp.consumed_signals]
-    if consumed:
-        conn.executemany(_Q["consume_signal"], consumed)
-    changes = []
-    for cp in landed:
-        ch = cp.change
-        if ch is None:
-            continue
-        changes.append(
-            {
-                "run_id": cp.run_id,
-                "status": ch.status.value,
-                "output": ch.output,
-                "error": None if ch.error is None else json.dumps(ch.error),
-                "release": int(ch.release),
-                "wake_at": _wake_at(conn, cp.run_id, ch, _at(cp)),
-                "at": _at(cp),
-            }
-        )
-    if changes:
-        conn.executemany(_Q["change_run"], changes)
-    settled = [
-        {"run_id": cp.run_id, "at": _at(cp)}
-        for cp in landed
-        if cp.change is not None and cp.change.status.is_settled
-    ]
-    if settled:
-        conn.executemany(_Q["wake_parent"], settled)
-    return [
-        CommitResult(cp.run_id, cp.run_id in cancel, cancel.get(cp.run_id, False)) for cp in batch
-    ]
-
-
-def _wake_at(conn: sqlite3.Connection, run_id: str, ch: RunChange, at: float) -> float | None:
-    """When a suspending run is due: at once if what it waits for arrived meanwhile."""
-    if ch.status is not RunStatus.SUSPENDED:
-        return None
-    seen = {"run_id": run_id, "seen": ch.seen_signal_id}
-    if conn.execute(_Q["newer_signal"], seen).fetchone() is not None:
-        return at
-    awaited = {"run_ids": json.dumps(list(ch.awaited_runs))}
-    if ch.awaited_runs and conn.execute(_Q["settled_run"], awaited).fetchone() is not None:
-        return at
-    return ch.wake_at
-
-
 def _insert_event(
     conn: sqlite3.Connection,
     run_id: str,
@@ -430,23 +358,3 @@ def _insert_event(
         _Q["insert_event"],
         {"run_id": run_id, "at": at, "type": type_, "seq": seq, "data": json.dumps(data)},
     )
-
-
-def _step_params(run_id: str, s: StepRecord) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "seq": s.seq,
-        "name": s.name,
-        "kind": s.kind.value,
-        "status": s.status.value,
-        "input": s.input,
-        "output": s.output,
-        "error": None if s.error is None else json.dumps(s.error),
-        "attempts": s.attempts,
-        "compensable": int(s.compensable),
-        "pivot": int(s.pivot),
-        "compensates_seq": s.compensates_seq,
-        "done_index": s.done_index,
-        "started_at": s.started_at,
-        "finished_at": s.finished_at,
-    }

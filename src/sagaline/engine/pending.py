@@ -1,0 +1,23 @@
+"""Writes that ride on an unwinding's next commit rather than taking one of their own."""
+
+from __future__ import annotations
+
+from sagaline.model.records import NewEvent, RunChange
+
+
+class Pending:
+    """Events and a status change waiting for the next commit.
+
+    Safe because each is re-derived after a crash: a run still RUNNING with a failed step
+    replays to the same failure and unwinds again; a compensation whose start was not yet
+    written simply runs (again), which compensations must tolerate anyway.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[NewEvent] = []
+        self.change: RunChange | None = None
+
+    def take(self) -> tuple[list[NewEvent], RunChange | None]:
+        events, change = self.events, self.change
+        self.events, self.change = [], None
+        return events, change

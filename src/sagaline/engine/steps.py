@@ -1,0 +1,221 @@
+"""A step call inside a workflow: replayed from its record, or run for real and recorded.
+
+Cancel rules live here, because a step is where a run spends its time:
+- a cancel accepted while a step runs lets the step finish (its result is recorded, so
+  its compensation can run), then the run unwinds instead of going on;
+- a cancel accepted during a retry backoff cuts the backoff short: no further attempt;
+- a pivot step first commits that it is starting, fenced on "no cancel accepted", so a
+  cancel accepted before it prevents it and a cancel asked while it runs is refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from sagaline.engine.attempts import call_with_retries
+from sagaline.engine.context import CancelRun, RunContext
+from sagaline.model import events as ev
+from sagaline.model.errors import PayloadError, SagalineError, StepFailedError
+from sagaline.model.history import Call
+from sagaline.model.records import NewEvent, StepRecord
+from sagaline.model.status import StepKind, StepStatus
+
+if TYPE_CHECKING:
+    from sagaline.engine.registry import StepDef
+
+
+@dataclasses.dataclass(frozen=True)
+class StepInfo:
+    """Who is running: what a step passes to an external API as its idempotency key.
+
+    ``idempotency_key`` is the same for every attempt of this step in this run, on every
+    worker and after any crash, and differs between the step and its compensation: give it
+    to a payment provider and a step that runs twice charges once.
+    """
+
+    run_id: str
+    step: str
+    seq: int
+    attempt: int
+    idempotency_key: str
+    compensation: bool = False
+
+
+@dataclasses.dataclass
+class _Running:
+    run_id: str
+    step: str
+    seq: int
+    key: str
+    compensation: bool
+    attempt: int = 1
+    token: Any = None
+
+    def snapshot(self) -> StepInfo:
+        return StepInfo(self.run_id, self.step, self.seq, self.attempt, self.key, self.compensation)
+
+
+_running: ContextVar[_Running | None] = ContextVar("sagaline_step", default=None)
+
+
+def step_info() -> StepInfo:
+    """The running step's identity and attempt; only inside a step or a compensation."""
+    running = _running.get()
+    if running is None:
+        raise SagalineError(
+            "sagaline.step_info() was called outside a running step; call it from the body "
+            "of a @step (or its compensation) while a workflow runs it"
+        )
+    return running.snapshot()
+
+
+def enter(run_id: str, step: str, seq: int, key: str, compensation: bool) -> _Running:
+    """Make ``step_info()`` answer for this step until :func:`leave`."""
+    running = _Running(run_id, step, seq, f"{run_id}:{key}", compensation)
+    running.token = _running.set(running)
+    return running
+
+
+def leave(running: _Running) -> None:
+    _running.reset(running.token)
+
+
+async def call_step(
+    ctx: RunContext, sdef: StepDef[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
+) -> Any:
+    values = sdef.signature.bind(args, kwargs)
+    call = ctx.begin(StepKind.STEP, sdef.name)
+    if call.recorded is not None:
+        return _replay(ctx, sdef, call.recorded)
+    data = sdef.signature.encode_args(ctx.rt.codec, values)
+    ctx.enter_step()
+    try:
+        rec = await _run(ctx, sdef, call, values, data)
+    finally:
+        ctx.leave_step()
+    return _replay(ctx, sdef, rec)
+
+
+async def _run(
+    ctx: RunContext, sdef: StepDef[Any, Any], call: Call, values: Any, data: bytes
+) -> StepRecord:
+    call_args, call_kwargs = sdef.signature.call_parts(values)
+    seq = call.seq
+    # "Started" is written with the step's first commit (a failed attempt or its end),
+    # stamped with when it really started: one commit per step, the audit order kept.
+    started: list[NewEvent] = [ctx.event(ev.STEP_STARTED, seq, step=sdef.name)]
+    started_at = ctx.rt.clock()
+    if sdef.pivot:
+        row = _record(ctx, sdef, call, StepStatus.RUNNING, data, None, None, 0, started_at)
+        await ctx.checkpoint(steps=[row], events=started, unless_cancelled=True)
+        started = []
+    running = enter(ctx.run.run_id, sdef.name, seq, f"step:{call.key}", False)
+
+    def pending_start() -> list[NewEvent]:
+        events, started[:] = started[:], []
+        return events
+
+    async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
+        running.attempt = attempt + 1
+        failed = ctx.event(
+            ev.STEP_ATTEMPT_FAILED,
+            seq,
+            step=sdef.name,
+            attempt=attempt,
+            error=error,
+            retry_in=round(delay, 3),
+        )
+        await ctx.checkpoint(events=[*pending_start(), failed])
+
+    try:
+        outcome = await call_with_retries(
+            ctx.rt,
+            sdef.fn,
+            sdef.is_async,
+            call_args,
+            call_kwargs,
+            sdef.retry,
+            sdef.timeout,
+            on_failure,
+            interrupt=ctx.interrupt,
+        )
+    finally:
+        leave(running)
+    if outcome.interrupted:
+        if pending := pending_start():
+            await ctx.checkpoint(events=pending)
+        ctx.check_boundary()  # raises: cancelled, draining
+        raise CancelRun()
+    output: bytes | None = None
+    if outcome.ok:
+        try:
+            output = ctx.rt.codec.encode(outcome.value, f"step {sdef.name!r} result")
+        except PayloadError as exc:
+            outcome.ok, outcome.error = False, {"type": type(exc).__name__, "message": str(exc)}
+    status = StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED
+    ctx.done_index += 1
+    rec = _record(
+        ctx, sdef, call, status, data, output, outcome.error, outcome.attempts, started_at
+    )
+    detail = {"step": sdef.name, "attempts": outcome.attempts}
+    if outcome.ok:
+        event = ctx.event(ev.STEP_SUCCEEDED, seq, **detail)
+    else:
+        event = ctx.event(ev.STEP_FAILED, seq, **detail, error=outcome.error)
+    await ctx.finish(call, rec, *pending_start(), event)
+    return rec
+
+
+def _record(
+    ctx: RunContext,
+    sdef: StepDef[Any, Any],
+    call: Call,
+    status: StepStatus,
+    data: bytes,
+    output: bytes | None,
+    error: dict[str, Any] | None,
+    attempts: int,
+    started_at: float,
+) -> StepRecord:
+    return StepRecord(
+        seq=call.seq,
+        name=sdef.name,
+        kind=StepKind.STEP,
+        status=status,
+        input=data,
+        output=output,
+        error=error,
+        attempts=attempts,
+        compensable=sdef.compensation is not None,
+        pivot=sdef.pivot,
+        compensates_seq=None,
+        done_index=ctx.done_index,
+        started_at=started_at,
+        finished_at=ctx.rt.clock(),
+        branch=call.branch,
+    )
+
+
+def _replay(ctx: RunContext, sdef: StepDef[Any, Any], rec: StepRecord) -> Any:
+    """The recorded outcome, decoded exactly as on the first run."""
+    if rec.status is StepStatus.SUCCEEDED:
+        if rec.pivot and ctx.pivot is None:
+            ctx.pivot = rec.name
+        assert rec.output is not None
+        try:
+            return ctx.rt.codec.decode(
+                rec.output, sdef.signature.return_type, f"step {sdef.name!r} result"
+            )
+        except PayloadError as exc:
+            raise ctx.block(exc) from None
+    error = rec.error or {}
+    raise StepFailedError(
+        sdef.name,
+        str(error.get("type", "Exception")),
+        str(error.get("message", "")),
+        rec.attempts,
+        rec.seq,
+    )

@@ -1,0 +1,207 @@
+"""Scenarios a new user writes that once lost money: each accepted cancel honoured,
+children undone with their parent, parallel branches replayed, stable idempotency keys.
+
+Every test runs on SQLite and PostgreSQL (the ``make_engine`` fixture)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sagaline import Engine, InvalidOperationError, RunFailedError, RunStatus
+from sagaline.testing import FakeClock
+from tests.conftest import MakeEngine
+from tests.engine import sagas_correctness as c
+
+DEADLINE = 30.0
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> Iterator[None]:
+    for table in (c.LEDGER, c.KEYS):
+        table.clear()
+    for mapping in (c.GATES, c.STARTED, c.FLAKY):
+        mapping.clear()
+    yield
+    for gate in c.GATES.values():
+        gate.set()
+
+
+def gate(key: str) -> asyncio.Event:
+    c.GATES[key] = asyncio.Event()
+    c.STARTED[key] = asyncio.Event()
+    return c.GATES[key]
+
+
+async def started(key: str) -> None:
+    await asyncio.wait_for(c.STARTED[key].wait(), DEADLINE)
+
+
+async def settled(engine: Engine, run_id: str) -> RunStatus:
+    return (await engine.wait(run_id, timeout=DEADLINE)).status
+
+
+async def test_cancel_while_the_last_step_runs_compensates_it_too(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        release = gate("b")
+        await engine.start(c.two_charges, "a", "b", run_id="r1")
+        await started("b")
+        await engine.cancel("r1")
+        release.set()
+        assert await settled(engine, "r1") is RunStatus.CANCELLED
+    assert c.LEDGER == ["charge:a", "charge:b", "refund:b", "refund:a"]
+
+
+async def test_cancel_during_a_retry_backoff_starts_no_further_attempt(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        await engine.start(c.backoff, "a", run_id="r2")
+
+        async def first_attempt_failed() -> None:
+            while "try:a" not in c.LEDGER:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(first_attempt_failed(), DEADLINE)
+        await asyncio.sleep(0.1)  # inside the 30 s backoff
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        await engine.cancel("r2")
+        assert await settled(engine, "r2") is RunStatus.CANCELLED
+        assert loop.time() - asked < 5.0  # the backoff was cut short, not waited out
+    assert c.LEDGER == ["charge:a", "try:a", "refund:a"]
+
+
+async def test_cancel_while_the_pivot_runs_is_refused_and_names_it(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        release = gate("ship-me")
+        await engine.start(c.pivot, "a", "ship-me", run_id="r3")
+        await started("ship-me")
+        with pytest.raises(InvalidOperationError, match=r"pivot step 'c\.ship'.*forward"):
+            await engine.cancel("r3")
+        release.set()
+        assert await settled(engine, "r3") is RunStatus.COMPLETED
+        events = [e.type for e in await engine.history("r3")]
+    assert "CancelRequested" not in events
+    assert c.LEDGER == ["charge:a", "ship:ship-me"]
+
+
+async def test_cancel_accepted_before_the_pivot_keeps_it_from_starting(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        release = gate("a")
+        await engine.start(c.pivot, "a", "never-shipped", run_id="r4")
+        await started("a")
+        await engine.cancel("r4")
+        release.set()
+        assert await settled(engine, "r4") is RunStatus.CANCELLED
+    assert c.LEDGER == ["charge:a", "refund:a"]
+
+
+async def test_a_completed_child_is_compensated_when_its_parent_fails(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        await engine.start(c.parent, "k", run_id="p1")
+        assert await settled(engine, "p1") is RunStatus.COMPENSATED
+        children = [r for r in await engine.list_runs(limit=100) if r.parent_run_id == "p1"]
+        assert [r.status for r in children] == [RunStatus.COMPENSATED]
+    # reverse completion order, the child's own compensation interleaved
+    assert c.LEDGER == [
+        "charge:k-p1",
+        "charge:k-c1",
+        "charge:k-p2",
+        "charge:fail-k-p3",
+        "refund:k-p2",
+        "refund:k-c1",
+        "refund:k-p1",
+    ]
+
+
+async def test_a_running_child_is_cancelled_when_its_parent_fails(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        release_child = gate("k-c1")
+        release_parent = gate("fail-k-p2")
+        await engine.start(c.parent_running_child, "k", run_id="p2")
+        await started("k-c1")
+        await started("fail-k-p2")
+        release_parent.set()  # the parent fails while its child is inside a step
+
+        async def child_cancelled() -> None:
+            while not (await engine.get_run("p2/2")).cancel_requested:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(child_cancelled(), DEADLINE)
+        release_child.set()  # the child's step ends, is recorded, then the child unwinds
+        assert await settled(engine, "p2") is RunStatus.COMPENSATED
+        kid = await engine.get_run("p2/2")
+        assert kid.status is RunStatus.CANCELLED
+    assert c.LEDGER.count("charge:k-c1") == 1
+    assert c.LEDGER.index("refund:k-c1") < c.LEDGER.index("refund:k-p1")
+
+
+async def test_a_child_past_its_pivot_seals_its_parent(make_engine: MakeEngine) -> None:
+    async with make_engine() as engine:
+        handle = await engine.start(c.parent_child_pivot, "k", run_id="p3")
+        with pytest.raises(RunFailedError) as failed:
+            await handle.result()
+        assert failed.value.status is RunStatus.FAILED_AFTER_PIVOT
+        assert (await engine.get_run("p3/2")).status is RunStatus.COMPLETED
+    assert not [entry for entry in c.LEDGER if entry.startswith("refund")]
+
+
+async def test_parallel_branches_of_several_steps_replay_after_a_sleep(
+    make_engine: MakeEngine,
+) -> None:
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    async with make_engine(clock=clock) as engine:
+        await engine.start(c.branches, "k", run_id="b1")
+
+        async def asleep() -> None:
+            while (await engine.get_run("b1")).status is not RunStatus.SUSPENDED:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(asleep(), DEADLINE)
+    async with make_engine(clock=clock) as engine:  # another process resumes it by replay
+        clock.advance(timedelta(hours=2))
+        handle = engine.handle("b1")
+        assert await asyncio.wait_for(handle.result(), DEADLINE) == [
+            "pay-k-a2",
+            "pay-k-b2",
+            "pay-k-end",
+        ]
+    assert sorted(c.LEDGER) == sorted(
+        ["charge:k-a1", "charge:k-b1", "charge:k-a2", "charge:k-b2", "charge:k-end"]
+    )
+
+
+async def test_step_info_gives_one_idempotency_key_per_step_across_attempts(
+    make_engine: MakeEngine,
+) -> None:
+    c.FLAKY["k"] = 2
+    async with make_engine() as engine:
+        await engine.start(c.keyed_saga, "k", run_id="i1")
+        assert await settled(engine, "i1") is RunStatus.COMPENSATED
+    step_keys = [k for name, _, k in c.KEYS if name == "c.keyed"]
+    attempts = [a for name, a, _ in c.KEYS if name == "c.keyed"]
+    comp_keys = [k for name, _, k in c.KEYS if name != "c.keyed"]
+    assert attempts == [1, 2, 3]
+    assert len(set(step_keys)) == 1 and step_keys[0].startswith("i1:")
+    assert len(comp_keys) == 1 and comp_keys[0] != step_keys[0]
+
+
+def test_step_info_outside_a_step_says_where_it_works() -> None:
+    import sagaline
+
+    with pytest.raises(sagaline.SagalineError, match="outside a running step"):
+        sagaline.step_info()
