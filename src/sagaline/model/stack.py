@@ -5,7 +5,8 @@ skipped by an operator. A child run is on it too, from its start: a child is par
 parent's saga, undone (cancelled while it runs, compensated once it completed) in reverse
 completion order with the parent's own steps. Once a pivot step has succeeded (or a child
 that passed its own pivot completed) the stack is sealed: the run only goes forward.
-Deriving the stack from the durable step rows (instead of keeping a second copy) means a worker that recovers a run after a crash sees exactly what is left to undo.
+Deriving the stack from the durable step rows (instead of keeping a second copy) means
+a worker that recovers a run after a crash sees exactly what is left to undo.
 """
 
 from __future__ import annotations
