@@ -144,3 +144,29 @@ async def branches(key: str) -> list[str]:
 async def keyed_saga(key: str) -> str:
     await keyed(key)
     return await charge(f"fail-{key}")
+
+
+@step(
+    name="c.slow_sync_charge",
+    timeout=0.2,
+    retry=RetryPolicy(max_attempts=2, initial=0.01),
+    compensate_unknown=True,
+)
+def slow_sync_charge(key: str) -> str:
+    import time
+
+    LEDGER.append(f"begin:{key}")
+    time.sleep(0.5)  # longer than its timeout: each attempt's effect is unknown
+    LEDGER.append(f"end:{key}")
+    return f"pay-{key}"
+
+
+@slow_sync_charge.compensate
+def refund_unknown(key: str, payment: str | None) -> None:
+    LEDGER.append(f"refund:{key}:{payment}")
+
+
+@workflow(name="c.unknown")
+async def unknown_outcome(key: str) -> str:
+    await charge(f"{key}-first")
+    return await slow_sync_charge(key)

@@ -205,3 +205,53 @@ def test_step_info_outside_a_step_says_where_it_works() -> None:
 
     with pytest.raises(sagaline.SagalineError, match="outside a running step"):
         sagaline.step_info()
+
+
+async def test_a_timed_out_sync_step_never_overlaps_and_may_be_compensated(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        await engine.start(c.unknown_outcome, "u", run_id="t1")
+        assert await settled(engine, "t1") is RunStatus.COMPENSATED
+        steps = await engine.steps("t1")
+    # attempts never overlap: each ends before the next begins, and before the refund
+    assert c.LEDGER == [
+        "charge:u-first",
+        "begin:u",
+        "end:u",
+        "begin:u",
+        "end:u",
+        "refund:u:None",
+        "refund:u-first",
+    ]
+    failed = next(s for s in steps if s.name == "c.slow_sync_charge")
+    assert failed.error is not None and failed.error["unknown"] is True
+
+
+async def test_a_long_step_is_visible_while_it_runs_and_history_is_in_time_order(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        release = gate("b")
+        await engine.start(c.two_charges, "a", "b", run_id="v1")
+        await started("b")
+
+        async def visible() -> list[str]:
+            while True:
+                steps = await engine.steps("v1")
+                running = [s.name for s in steps if s.status.value == "RUNNING"]
+                if running:
+                    return running
+                await asyncio.sleep(0.02)
+
+        assert await asyncio.wait_for(visible(), DEADLINE) == ["c.charge"]
+        types = [e.type for e in await engine.history("v1")]
+        assert types.count("StepStarted") == 2
+        release.set()
+        assert await settled(engine, "v1") is RunStatus.COMPLETED
+        events = await engine.history("v1")
+        steps = await engine.steps("v1")
+    assert [s.status.value for s in steps] == ["SUCCEEDED", "SUCCEEDED"]
+    times = [e.at for e in events]
+    assert times == sorted(times)
+    assert [e.type for e in events].count("StepStarted") == 2

@@ -64,6 +64,7 @@ class StepDef(Generic[P, R]):
         retry: RetryPolicy | None,
         timeout: float | None,
         pivot: bool,
+        compensate_unknown: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name or _default_name(fn)
@@ -71,6 +72,7 @@ class StepDef(Generic[P, R]):
         self.retry = retry or DEFAULT_STEP_RETRY
         self.timeout = timeout
         self.pivot = pivot
+        self.compensate_unknown = compensate_unknown
         self.signature = Signature(fn, f"step {self.name!r}")
         self.compensation: CompensationDef | None = None
         if timeout is not None and timeout <= 0:
@@ -184,6 +186,7 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     pivot: bool = False,
+    compensate_unknown: bool = False,
 ) -> _StepDecorator: ...
 
 
@@ -195,14 +198,26 @@ def step(
     retry: RetryPolicy | None = None,
     timeout: float | None = None,
     pivot: bool = False,
+    compensate_unknown: bool = False,
 ) -> Any:
-    """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``."""
+    """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``.
+
+    A timed-out attempt's effect is unknown: the step may have charged the card before it
+    ran out of time. When the last attempt timed out, the step fails; with
+    ``compensate_unknown=True`` its compensation is still pushed on the stack (called with
+    ``None`` for the result it never returned), so unwinding undoes whatever it may have done.
+    """
     if name is not None:
         check_name("@step name", name)
 
     def make(f: Callable[..., Any]) -> StepDef[Any, Any]:
         definition: StepDef[Any, Any] = StepDef(
-            f, name=name, retry=retry, timeout=timeout, pivot=pivot
+            f,
+            name=name,
+            retry=retry,
+            timeout=timeout,
+            pivot=pivot,
+            compensate_unknown=compensate_unknown,
         )
         _register(_steps, "step", definition.name, definition)
         return definition

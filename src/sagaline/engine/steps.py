@@ -10,13 +10,15 @@ Cancel rules live here, because a step is where a run spends its time:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from sagaline.engine.attempts import call_with_retries
-from sagaline.engine.context import CancelRun, RunContext
+from sagaline.engine.context import CancelRun, RunContext, RunInterrupted
 from sagaline.model import events as ev
 from sagaline.model.errors import PayloadError, SagalineError, StepFailedError
 from sagaline.model.history import Call
@@ -25,6 +27,10 @@ from sagaline.model.status import StepKind, StepStatus
 
 if TYPE_CHECKING:
     from sagaline.engine.registry import StepDef
+
+VISIBLE_AFTER = 0.25
+"""A step running longer than this (seconds) is written as RUNNING, riding on the next
+group commit, so `sagaline runs show` sees it; shorter steps cost no write."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +136,13 @@ async def _run(
         )
         await ctx.checkpoint(events=[*pending_start(), failed])
 
+    shown: list[asyncio.Task[None]] = []
+
+    def show() -> None:  # a step that runs long becomes visible while it runs
+        row = _record(ctx, sdef, call, StepStatus.RUNNING, data, None, None, 0, started_at)
+        shown.append(asyncio.ensure_future(_show(ctx, row, pending_start())))
+
+    later = None if sdef.pivot else asyncio.get_running_loop().call_later(VISIBLE_AFTER, show)
     try:
         outcome = await call_with_retries(
             ctx.rt,
@@ -144,6 +157,10 @@ async def _run(
         )
     finally:
         leave(running)
+        if later is not None:
+            later.cancel()
+        if shown:
+            await shown[0]  # before the end's commit: one row per run and seq in a batch
     if outcome.interrupted:
         if pending := pending_start():
             await ctx.checkpoint(events=pending)
@@ -156,10 +173,11 @@ async def _run(
         except PayloadError as exc:
             outcome.ok, outcome.error = False, {"type": type(exc).__name__, "message": str(exc)}
     status = StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED
+    error = outcome.error
+    if not outcome.ok and outcome.unknown:
+        error = {**(error or {}), "unknown": True}  # it may have had its effect
     ctx.done_index += 1
-    rec = _record(
-        ctx, sdef, call, status, data, output, outcome.error, outcome.attempts, started_at
-    )
+    rec = _record(ctx, sdef, call, status, data, output, error, outcome.attempts, started_at)
     detail = {"step": sdef.name, "attempts": outcome.attempts}
     if outcome.ok:
         event = ctx.event(ev.STEP_SUCCEEDED, seq, **detail)
@@ -167,6 +185,13 @@ async def _run(
         event = ctx.event(ev.STEP_FAILED, seq, **detail, error=outcome.error)
     await ctx.finish(call, rec, *pending_start(), event)
     return rec
+
+
+async def _show(ctx: RunContext, row: StepRecord, events: list[NewEvent]) -> None:
+    """Commit a RUNNING row for a step still in flight. Best effort: whatever goes wrong
+    here, the step's own end commits (or fails) on its own terms."""
+    with contextlib.suppress(Exception, RunInterrupted):
+        await ctx.checkpoint(steps=[row], events=events)
 
 
 def _record(
@@ -189,7 +214,8 @@ def _record(
         output=output,
         error=error,
         attempts=attempts,
-        compensable=sdef.compensation is not None,
+        compensable=sdef.compensation is not None
+        and (status is not StepStatus.FAILED or sdef.compensate_unknown),
         pivot=sdef.pivot,
         compensates_seq=None,
         done_index=ctx.done_index,

@@ -68,7 +68,9 @@ def _undone(rec: StepRecord) -> bool:
     """Something was, or is, on the stack: the run ends COMPENSATED rather than FAILED."""
     if rec.kind is StepKind.COMPENSATION:
         return True
-    return rec.kind is StepKind.STEP and rec.compensable and rec.status is StepStatus.SUCCEEDED
+    if rec.kind is not StepKind.STEP or not rec.compensable:
+        return False
+    return rec.status is StepStatus.SUCCEEDED or stack.unknown(rec)
 
 
 def _seq_for(ctx: RunContext, rec: StepRecord) -> int:
@@ -127,9 +129,11 @@ async def _run_compensation(
         name = comp.name
         codec = ctx.rt.codec
         values = sdef.signature.decode_args(codec, rec.input or b"[]")
-        result = codec.decode(
-            rec.output or b"null", sdef.signature.return_type, f"step {rec.name!r} result"
-        )
+        result = None  # the step timed out: its result is unknown
+        if rec.status is StepStatus.SUCCEEDED:
+            result = codec.decode(
+                rec.output or b"null", sdef.signature.return_type, f"step {rec.name!r} result"
+            )
     except SagalineError as exc:
         return name, Outcome(
             False, None, {"type": type(exc).__name__, "message": str(exc)}, 0, started

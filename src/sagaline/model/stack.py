@@ -45,6 +45,17 @@ def child_id(rec: StepRecord) -> str:
     return str(json.loads(rec.output or b'""'))
 
 
+def unknown(rec: StepRecord) -> bool:
+    """A step whose last attempt timed out, declared ``compensate_unknown``: it may have
+    had its effect, so it is compensated as if it had succeeded."""
+    return (
+        rec.kind is StepKind.STEP
+        and rec.status is StepStatus.FAILED
+        and rec.compensable
+        and bool((rec.error or {}).get("unknown"))
+    )
+
+
 def unwinding(steps: Iterable[StepRecord]) -> bool:
     """Unwinding has begun: some compensation (done, failed or awaited) is recorded."""
     return any(rec.kind is StepKind.COMPENSATION for rec in steps)
@@ -63,7 +74,7 @@ def pending_compensations(steps: list[StepRecord]) -> list[StepRecord]:
     results = {rec.name: rec for rec in steps if rec.kind is StepKind.CHILD_RESULT}
     order: dict[int, int] = {}
     for rec in steps:
-        if rec.seq in resolved or rec.status is not StepStatus.SUCCEEDED:
+        if rec.seq in resolved or not (rec.status is StepStatus.SUCCEEDED or unknown(rec)):
             continue
         if rec.kind is StepKind.STEP and rec.compensable:
             order[rec.seq] = rec.done_index
