@@ -88,7 +88,7 @@ def test_a_branch_that_changed_its_calls_is_caught_in_that_branch() -> None:
     root = Cursor("", 0.0)
     first, second = root.fork(), root.fork()
     history.take(first, STEP, "c.charge")
-    with pytest.raises(NonDeterminismError, match="'c.charge' but the code now calls 'sleep"):
+    with pytest.raises(NonDeterminismError, match=r"'c\.charge' but the code now calls 'sleep"):
         history.take(second, SLEEP, "sleep")
 
 
