@@ -255,3 +255,35 @@ async def test_a_long_step_is_visible_while_it_runs_and_history_is_in_time_order
     times = [e.at for e in events]
     assert times == sorted(times)
     assert [e.type for e in events].count("StepStarted") == 2
+
+
+async def test_a_cancel_from_another_process_cuts_a_backoff_short(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as worker, make_engine(worker=False) as client:
+        await worker.start(c.backoff, "a", run_id="x1")
+
+        async def first_attempt_failed() -> None:
+            while "try:a" not in c.LEDGER:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(first_attempt_failed(), DEADLINE)
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        await client.cancel("x1")  # no in-memory shortcut: the worker must notice
+        assert await settled(worker, "x1") is RunStatus.CANCELLED
+        assert loop.time() - asked < 10.0  # not the 30 s backoff
+    assert c.LEDGER == ["charge:a", "try:a", "refund:a"]
+
+
+async def test_a_cancel_from_another_process_beats_the_completion(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as worker, make_engine(worker=False) as client:
+        release = gate("b")
+        await worker.start(c.two_charges, "a", "b", run_id="x2")
+        await started("b")
+        await client.cancel("x2")
+        release.set()
+        assert await settled(worker, "x2") is RunStatus.CANCELLED
+    assert c.LEDGER == ["charge:a", "charge:b", "refund:b", "refund:a"]
