@@ -120,6 +120,9 @@ class Store(Protocol):
 
         Each checkpoint lands whole, or not at all when its writer no longer holds the
         lease (owner and epoch); the others are unaffected. Results are in batch order.
+        A checkpoint with ``unless_cancelled`` whose run has a cancel accepted writes
+        nothing either, and comes back with ``landed=False, cancel_requested=True`` (the
+        flag is read by the fence, in the same transaction as the write).
         A run that settles wakes its suspended parent; a run that suspends is due at once
         if a newer signal or an awaited child's end arrived meanwhile.
 
@@ -136,7 +139,11 @@ class Store(Protocol):
         """
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
-        """Apply an operator's action if the run's status allows; ``None`` if it does not."""
+        """Apply an operator's action if the run's status allows; ``None`` if it does not.
+
+        With ``unless_pivot``, also ``None`` if a pivot step of the run is running or done
+        (or a pivot child's result is in), checked in the same transaction as the change.
+        """
 
     async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Most recent first."""

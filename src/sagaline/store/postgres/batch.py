@@ -59,24 +59,26 @@ async def write_each(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) -> l
 
 async def _write_fast(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) -> list[CommitResult]:
     rows = await conn.fetch(_Q["commit_fast"], *_fast_args(batch))
-    cancel = {r["run_id"]: r["cancel_requested"] for r in rows}
+    cancel = {r["run_id"]: bool(r["cancel_requested"]) for r in rows}
     return [
-        CommitResult(cp.run_id, cp.run_id in cancel, bool(cancel.get(cp.run_id))) for cp in batch
+        CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
     ]
 
 
 async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) -> list[CommitResult]:
     """A few set-based statements, the fence first: a checkpoint whose writer lost the
-    lease matches nothing there, and nothing of it is written."""
+    lease matches nothing there, and nothing of it is written; nor of one that lands only
+    unless the run was cancelled, when it was (the fence reads the flag from the locked row)."""
     fenced = await conn.fetch(
         _Q["fence"],
         [cp.run_id for cp in batch],
         [cp.owner for cp in batch],
         [cp.epoch for cp in batch],
         [max((ev.at for ev in cp.events), default=0.0) for cp in batch],
+        [cp.unless_cancelled for cp in batch],
     )
-    cancel = {r["run_id"]: r["cancel_requested"] for r in fenced}
-    landed = [cp for cp in batch if cp.run_id in cancel]
+    cancel = {r["run_id"]: bool(r["cancel_requested"]) for r in fenced}
+    landed = [cp for cp in batch if _lands(cp, cancel)]
     steps = [_step_params(cp.run_id, s) for cp in landed for s in cp.steps]
     if steps:
         await conn.executemany(_Q["upsert_step"], steps)
@@ -125,9 +127,14 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
         if await conn.fetchval(_Q["lock_parent"], run_id) is not None:
             await conn.execute(_Q["wake_parent"], run_id, at)
     return [
-        CommitResult(cp.run_id, cp.run_id in cancel, bool(cancel.get(cp.run_id, False)))
-        for cp in batch
+        CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
     ]
+
+
+def _lands(cp: Checkpoint, cancel: dict[str, bool]) -> bool:
+    """Whether the fence let ``cp`` through: its writer holds the lease (the run is in
+    ``cancel``, the fence's answer), and no cancel bars a checkpoint that must lose to one."""
+    return cp.run_id in cancel and not (cp.unless_cancelled and cancel[cp.run_id])
 
 
 def _fast(batch: Sequence[Checkpoint]) -> bool:
@@ -167,6 +174,7 @@ def _fast_args(batch: Sequence[Checkpoint]) -> list[Any]:
     columns += [list(col) for col in zip(*changes, strict=True)]
     columns += [list(col) for col in zip(*steps, strict=True)] if steps else [[]] * 16
     columns += [list(col) for col in zip(*events, strict=True)] if events else [[]] * 5
+    columns.append([cp.unless_cancelled for cp in batch])  # $30
     return columns
 
 

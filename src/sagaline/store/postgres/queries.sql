@@ -78,8 +78,14 @@ SELECT DISTINCT owner FROM runs
 WHERE owner IS NOT NULL AND lease_until >= extract(epoch from clock_timestamp())
 
 -- name: fence
-UPDATE runs SET updated_at = v.at
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[]) AS v(run_id, owner, epoch, at)
+-- Matches (and locks) the runs whose writer holds the lease. A checkpoint that lands only
+-- unless the run was cancelled matches too, to report the cancel, but leaves the row as it
+-- was; the caller writes nothing of it. The flag is read from the locked row.
+UPDATE runs
+SET updated_at = CASE WHEN v.unless_cancelled AND runs.cancel_requested THEN runs.updated_at
+                      ELSE v.at END
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::bool[])
+    AS v(run_id, owner, epoch, at, unless_cancelled)
 WHERE runs.run_id = v.run_id AND runs.owner = v.owner AND runs.lease_epoch = v.epoch
 RETURNING runs.run_id, runs.cancel_requested
 
@@ -123,6 +129,11 @@ SET status = COALESCE($2::text, status),
     wake_at = CASE WHEN $3::bool AND status = 'SUSPENDED' THEN $4::float8 ELSE wake_at END,
     updated_at = $4::float8
 WHERE run_id = $1 AND status = ANY($5::text[])
+  AND NOT ($6::bool AND EXISTS (
+      SELECT 1 FROM steps s
+      WHERE s.run_id = $1 AND s.pivot
+        AND ((s.kind = 'step' AND s.status IN ('RUNNING', 'SUCCEEDED'))
+             OR (s.kind = 'child_result' AND s.status = 'SUCCEEDED'))))
 RETURNING *
 
 -- name: delete_step
@@ -232,23 +243,33 @@ FROM ins
 -- name: commit_fast
 -- A batch of plain checkpoints (no suspension, children, signals or parent to wake, one per
 -- run) in one statement: fence and run change in one UPDATE, then the rows of the runs
--- whose fence matched.
+-- whose fence matched. A checkpoint that lands only unless the run was cancelled, when it
+-- was, matches the fence (to report the cancel) but is barred: its run's row is left as it
+-- was (the flag is read from the locked row) and none of its rows are written.
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::float8[], $5::text[],
-                         $6::bytea[], $7::text[], $8::bool[])
-        AS v(run_id, owner, epoch, at, status, output, error, release)
+                         $6::bytea[], $7::text[], $8::bool[], $30::bool[])
+        AS v(run_id, owner, epoch, at, status, output, error, release, unless_cancelled)
 ), fenced AS (
     UPDATE runs SET
-        updated_at = v.at,
-        status = COALESCE(v.status, runs.status),
-        output = CASE WHEN v.status IS NULL THEN runs.output ELSE v.output END,
-        error = CASE WHEN v.status IS NULL THEN runs.error ELSE v.error END,
-        wake_at = CASE WHEN v.status IS NULL THEN runs.wake_at ELSE NULL END,
-        owner = CASE WHEN v.release THEN NULL ELSE runs.owner END,
-        lease_until = CASE WHEN v.release THEN NULL ELSE runs.lease_until END
+        updated_at = CASE WHEN v.unless_cancelled AND runs.cancel_requested
+                          THEN runs.updated_at ELSE v.at END,
+        status = CASE WHEN v.status IS NULL OR (v.unless_cancelled AND runs.cancel_requested)
+                      THEN runs.status ELSE v.status END,
+        output = CASE WHEN v.status IS NULL OR (v.unless_cancelled AND runs.cancel_requested)
+                      THEN runs.output ELSE v.output END,
+        error = CASE WHEN v.status IS NULL OR (v.unless_cancelled AND runs.cancel_requested)
+                     THEN runs.error ELSE v.error END,
+        wake_at = CASE WHEN v.status IS NULL OR (v.unless_cancelled AND runs.cancel_requested)
+                       THEN runs.wake_at ELSE NULL END,
+        owner = CASE WHEN v.release AND NOT (v.unless_cancelled AND runs.cancel_requested)
+                     THEN NULL ELSE runs.owner END,
+        lease_until = CASE WHEN v.release AND NOT (v.unless_cancelled AND runs.cancel_requested)
+                           THEN NULL ELSE runs.lease_until END
     FROM v
     WHERE runs.run_id = v.run_id AND runs.owner = v.owner AND runs.lease_epoch = v.epoch
-    RETURNING runs.run_id, runs.cancel_requested
+    RETURNING runs.run_id, runs.cancel_requested,
+              v.unless_cancelled AND runs.cancel_requested AS barred
 ), s AS (
     INSERT INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
                        compensable, pivot, compensates_seq, done_index, started_at,
@@ -259,7 +280,7 @@ WITH v AS (
                            $24::text[])
         AS s(run_id, seq, name, kind, status, input, output, error, attempts, compensable,
              pivot, compensates_seq, done_index, started_at, finished_at, branch)
-    WHERE s.run_id IN (SELECT run_id FROM fenced)
+    WHERE s.run_id IN (SELECT run_id FROM fenced WHERE NOT barred)
     ON CONFLICT (run_id, seq) DO UPDATE SET
         name = excluded.name, kind = excluded.kind, status = excluded.status,
         input = excluded.input, output = excluded.output, error = excluded.error,
@@ -272,7 +293,7 @@ WITH v AS (
     INSERT INTO events (run_id, at, type, seq, data)
     SELECT e.* FROM unnest($25::text[], $26::float8[], $27::text[], $28::int[], $29::text[])
         AS e(run_id, at, type, seq, data)
-    WHERE e.run_id IN (SELECT run_id FROM fenced)
+    WHERE e.run_id IN (SELECT run_id FROM fenced WHERE NOT barred)
     RETURNING 1
 )
 SELECT run_id, cancel_requested, (SELECT count(*) FROM s) AS steps, (SELECT count(*) FROM e)

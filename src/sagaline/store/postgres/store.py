@@ -357,6 +357,11 @@ class PostgresStore:
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         ev = change.event
         async with self._p().acquire() as conn, conn.transaction():
+            if change.unless_pivot:
+                # Lock the run first, so that the check of its steps below (a statement of
+                # its own, so a snapshot of its own) sees every commit that got the lock
+                # before: a pivot that started meanwhile is seen, never missed.
+                await conn.fetchval(_Q["lock_run"], change.run_id)
             row = await conn.fetchrow(
                 _Q["operate"],
                 change.run_id,
@@ -364,6 +369,7 @@ class PostgresStore:
                 change.request_cancel,
                 ev.at,
                 [s.value for s in change.from_statuses],
+                change.unless_pivot,
             )
             if row is None:
                 return None

@@ -48,11 +48,14 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
     """The whole batch in a handful of set-based statements.
 
     The fence goes first: a checkpoint whose writer lost the lease matches nothing there,
-    and nothing of it is written.
+    and nothing of it is written; nor of one that lands only unless the run was cancelled,
+    when it was (the fence reads the flag in this transaction).
     """
-    keys = json.dumps([[cp.run_id, cp.owner, cp.epoch, _at(cp)] for cp in batch])
+    keys = json.dumps(
+        [[cp.run_id, cp.owner, cp.epoch, _at(cp), int(cp.unless_cancelled)] for cp in batch]
+    )
     cancel = {row[0]: bool(row[1]) for row in conn.execute(_Q["fence"], {"batch": keys})}
-    landed = [cp for cp in batch if cp.run_id in cancel]
+    landed = [cp for cp in batch if _lands(cp, cancel)]
     steps = [_step_params(cp.run_id, step) for cp in landed for step in cp.steps]
     if steps:
         conn.executemany(_Q["upsert_step"], steps)
@@ -112,8 +115,14 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
     if settled:
         conn.executemany(_Q["wake_parent"], settled)
     return [
-        CommitResult(cp.run_id, cp.run_id in cancel, cancel.get(cp.run_id, False)) for cp in batch
+        CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
     ]
+
+
+def _lands(cp: Checkpoint, cancel: dict[str, bool]) -> bool:
+    """Whether the fence let ``cp`` through: its writer holds the lease (the run is in
+    ``cancel``, the fence's answer), and no cancel bars a checkpoint that must lose to one."""
+    return cp.run_id in cancel and not (cp.unless_cancelled and cancel[cp.run_id])
 
 
 def _wake_at(conn: sqlite3.Connection, run_id: str, ch: RunChange, at: float) -> float | None:

@@ -71,9 +71,14 @@ SELECT DISTINCT owner FROM runs
 WHERE owner IS NOT NULL AND lease_until >= (julianday('now') - 2440587.5) * 86400.0
 
 -- name: fence
-UPDATE runs SET updated_at = b.at
+-- Matches the runs whose writer holds the lease. A checkpoint that lands only unless the
+-- run was cancelled matches too (to report the cancel) but leaves the row as it was; the
+-- caller writes nothing of it.
+UPDATE runs
+SET updated_at = CASE WHEN b.unless_cancelled AND runs.cancel_requested THEN runs.updated_at
+                      ELSE b.at END
 FROM (SELECT value ->> 0 AS run_id, value ->> 1 AS owner, value ->> 2 AS epoch,
-             value ->> 3 AS at
+             value ->> 3 AS at, value ->> 4 AS unless_cancelled
       FROM json_each(:batch)) AS b
 WHERE runs.run_id = b.run_id AND runs.owner = b.owner AND runs.lease_epoch = b.epoch
 RETURNING runs.run_id, runs.cancel_requested
@@ -103,6 +108,11 @@ SET status = COALESCE(:to_status, status),
     wake_at = CASE WHEN :cancel AND status = 'SUSPENDED' THEN :at ELSE wake_at END,
     updated_at = :at
 WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:from_statuses))
+  AND NOT (:unless_pivot AND EXISTS (
+      SELECT 1 FROM steps s
+      WHERE s.run_id = :run_id AND s.pivot
+        AND ((s.kind = 'step' AND s.status IN ('RUNNING', 'SUCCEEDED'))
+             OR (s.kind = 'child_result' AND s.status = 'SUCCEEDED'))))
 RETURNING *
 
 -- name: delete_step

@@ -295,6 +295,7 @@ class SqliteStore:
                     "cancel": int(change.request_cancel),
                     "at": ev.at,
                     "from_statuses": json.dumps([s.value for s in change.from_statuses]),
+                    "unless_pivot": int(change.unless_pivot),
                 },
             ).fetchone()
             if row is None:
