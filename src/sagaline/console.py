@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from sagaline.model import timeline
 from sagaline.model.records import EventRecord, RunRecord
 from sagaline.model.status import RunStatus
+from sagaline.model.timeline import short_name
 
 STATUS_STYLE = {
     RunStatus.COMPLETED: "green",
@@ -28,50 +29,20 @@ def styled_status(status: RunStatus) -> str:
     return f"[{style}]{status.value}[/{style}]"
 
 
-def short_name(name: str) -> str:
-    return name.rsplit(".", 1)[-1]
-
-
-def _detail(data: dict[str, Any]) -> str:
-    parts = []
-    error = data.get("error")
-    if isinstance(error, dict) and error.get("message"):
-        parts.append(f"{short_name(str(error.get('type', '')))}: {error['message']}")
-    if data.get("attempts", 1) not in (0, 1):
-        parts.append(f"{data['attempts']} attempts")
-    if "attempt" in data:
-        parts.append(f"attempt {data['attempt']}, retry in {data.get('retry_in')} s")
-    if data.get("waits"):
-        parts.append("waiting on " + ", ".join(str(w) for w in data["waits"]))
-    if data.get("wake_at"):
-        parts.append(f"until {datetime.fromtimestamp(data['wake_at'], UTC):%Y-%m-%d %H:%M:%S} UTC")
-    for key in ("signal", "child"):
-        if key in data:
-            parts.append(f"{key} {data[key]}")
-    if "owner" in data:
-        parts.append(f"by worker {data['owner']} (lease epoch {data.get('epoch')})")
-    for key in ("reason", "by"):
-        if key in data:
-            parts.append(f"{key}: {data[key]}")
-    if data.get("status") and not parts:
-        parts.append(f"from {data['status']}")
-    return "; ".join(parts)
-
-
 def timeline_table(run: RunRecord, events: Sequence[EventRecord]) -> Table:
+    view = timeline.build(run, events)
     table = Table(
-        title=f"run {run.run_id} · {short_name(run.workflow)} · {styled_status(run.status)}",
+        title=f"run {view.run_id} · {short_name(view.workflow)} · {styled_status(run.status)}",
         title_justify="left",
     )
     table.add_column("+ms", justify="right", style="dim")
     table.add_column("event")
     table.add_column("step / compensation")
     table.add_column("detail", overflow="fold")
-    start = events[0].at if events else run.created_at
-    for e in events:
-        name = e.data.get("compensation") or e.data.get("step") or ""
+    for entry in view.entries:
+        # User text is shown literally: Rich markup in an error message is not interpreted.
         table.add_row(
-            f"{(e.at - start) * 1000:.1f}", e.type, short_name(str(name)), _detail(e.data)
+            f"{entry.offset_ms:.1f}", entry.type, escape(entry.subject), escape(entry.detail)
         )
     return table
 
@@ -83,11 +54,11 @@ def runs_table(runs: Sequence[RunRecord]) -> Table:
     for run in runs:
         error = (run.error or {}).get("message", "")
         table.add_row(
-            run.run_id,
-            short_name(run.workflow),
+            escape(run.run_id),
+            escape(short_name(run.workflow)),
             styled_status(run.status),
             run.created.strftime("%Y-%m-%d %H:%M:%S"),
-            str(error),
+            escape(str(error)),
         )
     return table
 

@@ -60,8 +60,8 @@ def checkpoint(run_id: str, seq: int = 1, suspend: bool = False, epoch: int = 1)
     """One step done; ``suspend`` makes it a suspension, which takes PostgreSQL's general path
     instead of its one-statement one."""
     events = [
-        NewEvent(ev.STEP_STARTED, 101.0, seq, {"step": "shop.reserve"}),
-        NewEvent(ev.STEP_SUCCEEDED, 101.5, seq, {"step": "shop.reserve"}),
+        NewEvent(ev.StepStarted(step="shop.reserve"), 101.0, seq),
+        NewEvent(ev.StepSucceeded(step="shop.reserve", attempts=1), 101.5, seq),
     ]
     change = RunChange(RunStatus.SUSPENDED, release=True, wake_at=500.0) if suspend else None
     return Checkpoint(run_id, OWNER, epoch, [a_step(seq)], events, change)
@@ -110,12 +110,12 @@ async def test_a_checkpoint_the_database_refuses_does_not_fail_its_batch(
     for run_id in good:
         assert [s.seq for s in await store.load_steps(run_id)] == [1]
         types = [e.type for e in await store.read_events(run_id)]
-        assert types == [ev.RUN_STARTED, ev.STEP_STARTED, ev.STEP_SUCCEEDED]
+        assert types == ["RunStarted", "StepStarted", "StepSucceeded"]
         run = await store.load_run(run_id)
         assert run is not None and run.status is want
     # Nothing of the refused checkpoint was written, not even the fence's touch of the run.
     assert await store.load_steps("bad") == []
-    assert [e.type for e in await store.read_events("bad")] == [ev.RUN_STARTED]
+    assert [e.type for e in await store.read_events("bad")] == ["RunStarted"]
     assert await store.load_run("bad") == before
 
 
@@ -135,28 +135,33 @@ async def test_events_are_read_by_time_then_insertion(store: Store) -> None:
         "r1",
         OWNER,
         1,
-        events=[NewEvent(ev.STEP_STARTED, 103.0, 2), NewEvent(ev.STEP_SUCCEEDED, 104.0, 2)],
+        events=[
+            NewEvent(ev.StepStarted(step="s"), 103.0, 2),
+            NewEvent(ev.StepSucceeded(step="s", attempts=1), 104.0, 2),
+        ],
     )
     first = Checkpoint(
         "r1",
         OWNER,
         1,
         events=[
-            NewEvent(ev.STEP_STARTED, 101.0, 1),
-            NewEvent(ev.STEP_SUCCEEDED, 104.0, 1),  # the same instant: insertion decides
-            NewEvent(ev.RUN_COMPLETED, 105.0),
+            NewEvent(ev.StepStarted(step="s"), 101.0, 1),
+            NewEvent(
+                ev.StepSucceeded(step="s", attempts=1), 104.0, 1
+            ),  # the same instant: insertion decides
+            NewEvent(ev.RunCompleted(), 105.0),
         ],
     )
     await store.commit([second])
     await store.commit([first])
     events = await store.read_events("r1")
     assert [(e.type, e.seq) for e in events] == [
-        (ev.RUN_STARTED, None),
-        (ev.STEP_STARTED, 1),
-        (ev.STEP_STARTED, 2),
-        (ev.STEP_SUCCEEDED, 2),
-        (ev.STEP_SUCCEEDED, 1),
-        (ev.RUN_COMPLETED, None),
+        ("RunStarted", None),
+        ("StepStarted", 1),
+        ("StepStarted", 2),
+        ("StepSucceeded", 2),
+        ("StepSucceeded", 1),
+        ("RunCompleted", None),
     ]
     assert [e.at for e in events] == sorted(e.at for e in events)
     ties = [e.id for e in events if e.at == 104.0]

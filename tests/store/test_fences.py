@@ -80,9 +80,9 @@ def completion(
         epoch,
         steps=[a_step(1)],
         events=[
-            NewEvent(ev.STEP_STARTED, 101.0, 1, {"step": "shop.charge"}),
-            NewEvent(ev.STEP_SUCCEEDED, 101.5, 1, {"step": "shop.charge"}),
-            NewEvent(ev.RUN_COMPLETED, 102.0),
+            NewEvent(ev.StepStarted(step="shop.charge"), 101.0, 1),
+            NewEvent(ev.StepSucceeded(step="shop.charge", attempts=1), 101.5, 1),
+            NewEvent(ev.RunCompleted(), 102.0),
         ],
         change=RunChange(RunStatus.COMPLETED, output=b'"done"', release=True),
         parent_run_id=parent,
@@ -97,13 +97,13 @@ def pivot_start(run_id: str) -> Checkpoint:
         OWNER,
         1,
         steps=[a_step(1, StepStatus.RUNNING, pivot=True)],
-        events=[NewEvent(ev.STEP_STARTED, 101.0, 1, {"step": "shop.charge"})],
+        events=[NewEvent(ev.StepStarted(step="shop.charge"), 101.0, 1)],
         unless_cancelled=True,
     )
 
 
 def cancel(run_id: str, unless_pivot: bool = False) -> OperatorChange:
-    event = NewEvent(ev.CANCEL_REQUESTED, 101.2, data={"status": "RUNNING"})
+    event = NewEvent(ev.CancelRequested(status="RUNNING"), 101.2)
     return OperatorChange(run_id, LIVE, event, request_cancel=True, unless_pivot=unless_pivot)
 
 
@@ -130,7 +130,7 @@ async def test_a_fenced_completion_lands_when_no_cancel_came(
     assert run.output == b'"done"'
     assert [s.seq for s in await store.load_steps("r1")] == [1]
     types = [e.type for e in await store.read_events("r1")]
-    assert types == [ev.RUN_STARTED, ev.STEP_STARTED, ev.STEP_SUCCEEDED, ev.RUN_COMPLETED]
+    assert types == ["RunStarted", "StepStarted", "StepSucceeded", "RunCompleted"]
 
 
 @PATHS
@@ -302,7 +302,7 @@ async def test_a_cancel_unless_pivot_applies_before_a_pivot(
 
     assert run is not None and run.cancel_requested and run.status is RunStatus.RUNNING
     types = [e.type for e in await store.read_events("r1")]
-    assert types[-1] == ev.CANCEL_REQUESTED
+    assert types[-1] == "CancelRequested"
     # And the run's fenced completion now loses to it.
     (result,) = await store.commit([completion("r1")])
     assert not result.landed and result.cancel_requested

@@ -52,12 +52,12 @@ async def test_the_store_keeps_a_signal_only_in_an_allowed_status(store: Store) 
         RunStatus.PENDING
     )
     assert await store.load_signals("r1") == []
-    assert [e.type for e in await store.read_events("r1")] == [ev.RUN_STARTED]
+    assert [e.type for e in await store.read_events("r1")] == ["RunStarted"]
 
     allowed = [RunStatus.PENDING, RunStatus.RUNNING]
     assert await store.send_signal("r1", "go", b'"y"', 102.0, allowed) is RunStatus.PENDING
     assert [s.payload for s in await store.load_signals("r1")] == [b'"y"']
-    assert [e.type for e in await store.read_events("r1")] == [ev.RUN_STARTED, ev.SIGNAL_RECEIVED]
+    assert [e.type for e in await store.read_events("r1")] == ["RunStarted", "SignalReceived"]
 
     assert await store.send_signal("nope", "go", b"1", 103.0, list(RunStatus)) is None
 
@@ -83,8 +83,8 @@ async def test_a_signal_to_a_suspended_run_still_wakes_it(engine: Engine) -> Non
     await engine.signal("w1", "approved", "ana")
     assert await asyncio.wait_for(handle.result(), DEADLINE) == "w1 approved by ana"
     types = [e.type for e in await engine.history("w1")]
-    assert types.count(ev.SIGNAL_RECEIVED) == 1
-    assert types.index(ev.SIGNAL_RECEIVED) < types.index(ev.RUN_COMPLETED)
+    assert types.count("SignalReceived") == 1
+    assert types.index("SignalReceived") < types.index("RunCompleted")
 
 
 async def test_a_signal_to_an_unwinding_run_is_refused(make_engine: MakeEngine) -> None:
@@ -95,7 +95,7 @@ async def test_a_signal_to_an_unwinding_run_is_refused(make_engine: MakeEngine) 
             "u1",
             OWNER,
             1,
-            events=[NewEvent(ev.RUN_COMPENSATING, 101.0)],
+            events=[NewEvent(ev.RunCompensating(error={}, steps=[]), 101.0)],
             change=RunChange(RunStatus.COMPENSATING),
         )
         (result,) = await engine.store.commit([unwind])

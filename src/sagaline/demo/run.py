@@ -14,8 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from sagaline import Engine, RunFailedError
-from sagaline.console import short_name, styled_status, timeline_table
+from sagaline.console import styled_status, timeline_table
 from sagaline.demo.order import Order, ledger_counts, order_saga
+from sagaline.model.timeline import short_name
 from sagaline.store.sqlite.store import path_from_url
 
 

@@ -23,6 +23,7 @@ from sagaline.model.errors import (
     NonDeterminismError,
     SagalineError,
 )
+from sagaline.model.events import Event
 from sagaline.model.history import Call, Cursor, History
 from sagaline.model.records import (
     Checkpoint,
@@ -154,8 +155,9 @@ class RunContext:
 
     # -- writing -------------------------------------------------------------------------
 
-    def event(self, type_: str, seq: int | None = None, **data: Any) -> NewEvent:
-        return NewEvent(type=type_, at=self.rt.clock(), seq=seq, data=data)
+    def event(self, event: Event, seq: int | None = None) -> NewEvent:
+        """``event`` stamped with the engine's clock, as it is written."""
+        return NewEvent(event, self.rt.clock(), seq)
 
     async def checkpoint(
         self,

@@ -75,7 +75,7 @@ async def sleep(duration: timedelta | float) -> None:
         wake_at = started + seconds
     if ctx.rt.clock() >= wake_at:
         done = ctx.row(call, StepKind.SLEEP, name, StepStatus.SUCCEEDED, started_at=started)
-        await ctx.finish(call, done, ctx.event(ev.TIMER_FIRED, call.seq, due=wake_at))
+        await ctx.finish(call, done, ctx.event(ev.TimerFired(due=wake_at), call.seq))
         return
     output = ctx.rt.codec.encode(wake_at, "timer")
     waiting = ctx.row(
@@ -117,7 +117,7 @@ async def wait_for_signal(
             output=signal.payload,
             started_at=started,
         )
-        event = ctx.event(ev.SIGNAL_CONSUMED, call.seq, signal=name)
+        event = ctx.event(ev.SignalConsumed(signal=name), call.seq)
         await ctx.finish(call, done, event, consumed_signals=[(signal.id, call.seq)])
         return _decode_signal(ctx, signal.payload, type, name)
     if deadline is not None and ctx.rt.clock() >= deadline:
@@ -125,7 +125,7 @@ async def wait_for_signal(
         done = ctx.row(
             call, StepKind.SIGNAL, name, StepStatus.FAILED, error=error, started_at=started
         )
-        await ctx.finish(call, done, ctx.event(ev.SIGNAL_TIMED_OUT, call.seq, signal=name))
+        await ctx.finish(call, done, ctx.event(ev.SignalTimedOut(signal=name), call.seq))
         raise SignalTimeoutError(name, ctx.run.run_id)
     output = codec.encode(deadline, "signal deadline")
     waiting = ctx.row(
@@ -186,7 +186,7 @@ class ChildHandle(Generic[R]):
         rec = ctx.row(
             call, kind, self.run_id, status, output=child.output, error=error, pivot=pivot
         )
-        event = ctx.event(ev.CHILD_FINISHED, call.seq, child=self.run_id, status=child.status.value)
+        event = ctx.event(ev.ChildFinished(child=self.run_id, status=child.status.value), call.seq)
         await ctx.finish(call, rec, event)
         return rec
 
@@ -213,7 +213,7 @@ async def start_child(
     row = ctx.row(call, StepKind.CHILD, wf.name, StepStatus.SUCCEEDED, output=output)
     new = NewRun(child_id, wf.name, data, wf.queue, ctx.rt.clock(), parent_run_id=ctx.run.run_id)
     await ctx.finish(
-        call, row, ctx.event(ev.CHILD_STARTED, call.seq, child=child_id), new_runs=[new]
+        call, row, ctx.event(ev.ChildStarted(child=child_id), call.seq), new_runs=[new]
     )
     return ChildHandle(child_id, wf)
 

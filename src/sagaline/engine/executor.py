@@ -90,7 +90,7 @@ async def _drive(ctx: RunContext) -> None:
         if left is not None:
             ctx.block(NonDeterminismError(ctx.run.run_id, left.seq, left.name, "end of workflow"))
     if ctx.blocked is not None:
-        await _park(ctx, RunStatus.BLOCKED, ev.RUN_BLOCKED, _info(ctx.blocked))
+        await _park(ctx, RunStatus.BLOCKED, ev.RunBlocked, _info(ctx.blocked))
     elif isinstance(failure, CancelRun):
         await unwind(ctx, CANCELLED_CAUSE, cancelled=True)
     elif failure is not None:
@@ -111,14 +111,14 @@ async def _park_rejected(ctx: RunContext, exc: CheckpointRejected) -> None:
         "type": "CheckpointRejected",
         "message": f"the database refused this run's checkpoint: {exc.message}",
     }
-    await _park(ctx, RunStatus.BLOCKED, ev.RUN_BLOCKED, error)
+    await _park(ctx, RunStatus.BLOCKED, ev.RunBlocked, error)
 
 
 async def _suspend(ctx: RunContext) -> None:
     waits = [f"{rec.kind.value} {rec.name}" for rec in ctx.waits]
     await ctx.checkpoint(
         steps=ctx.waits,
-        events=[ctx.event(ev.RUN_SUSPENDED, waits=waits, wake_at=ctx.wake_at)],
+        events=[ctx.event(ev.RunSuspended(waits=waits, wake_at=ctx.wake_at))],
         change=RunChange(
             RunStatus.SUSPENDED,
             release=True,
@@ -138,7 +138,7 @@ async def _complete(ctx: RunContext, name: str, result: Any) -> None:
         await _fail(ctx, _info(exc))
         return
     await ctx.checkpoint(
-        events=[ctx.event(ev.RUN_COMPLETED)],
+        events=[ctx.event(ev.RunCompleted())],
         change=RunChange(RunStatus.COMPLETED, output=output, release=True),
         unless_cancelled=True,
     )
@@ -148,14 +148,19 @@ async def _fail(ctx: RunContext, cause: dict[str, Any]) -> None:
     pivot = ctx.pivot or await children.past_pivot(ctx)
     if pivot is not None:
         cause = {**cause, "pivot": pivot}
-        await _park(ctx, RunStatus.FAILED_AFTER_PIVOT, ev.RUN_FAILED_AFTER_PIVOT, cause)
+        await _park(ctx, RunStatus.FAILED_AFTER_PIVOT, ev.RunFailedAfterPivot, cause)
     else:
         await unwind(ctx, cause, cancelled=False)
 
 
-async def _park(ctx: RunContext, status: RunStatus, event_type: str, error: dict[str, Any]) -> None:
+async def _park(
+    ctx: RunContext,
+    status: RunStatus,
+    event: type[ev.RunBlocked | ev.RunFailedAfterPivot],
+    error: dict[str, Any],
+) -> None:
     await ctx.checkpoint(
-        events=[ctx.event(event_type, error=error)],
+        events=[ctx.event(event(error=error))],
         change=RunChange(status, error=error, release=True),
     )
 

@@ -114,7 +114,7 @@ async def _run(
     seq = call.seq
     # "Started" is written with the step's first commit (a failed attempt or its end),
     # stamped with when it really started: one commit per step, the audit order kept.
-    started: list[NewEvent] = [ctx.event(ev.STEP_STARTED, seq, step=sdef.name)]
+    started: list[NewEvent] = [ctx.event(ev.StepStarted(step=sdef.name), seq)]
     started_at = ctx.rt.clock()
     if sdef.pivot:
         row = _record(ctx, sdef, call, StepStatus.RUNNING, data, None, None, 0, started_at)
@@ -133,12 +133,10 @@ async def _run(
         if delay > WATCH_AFTER and not watchers:
             watchers.append(asyncio.create_task(_watch_for_cancel(ctx)))
         failed = ctx.event(
-            ev.STEP_ATTEMPT_FAILED,
+            ev.StepAttemptFailed(
+                step=sdef.name, attempt=attempt, error=error, retry_in=round(delay, 3)
+            ),
             seq,
-            step=sdef.name,
-            attempt=attempt,
-            error=error,
-            retry_in=round(delay, 3),
         )
         await ctx.checkpoint(events=[*pending_start(), failed])
 
@@ -186,11 +184,11 @@ async def _run(
         error = {**(error or {}), "unknown": True}  # it may have had its effect
     ctx.done_index += 1
     rec = _record(ctx, sdef, call, status, data, output, error, outcome.attempts, started_at)
-    detail = {"step": sdef.name, "attempts": outcome.attempts}
     if outcome.ok:
-        event = ctx.event(ev.STEP_SUCCEEDED, seq, **detail)
+        event = ctx.event(ev.StepSucceeded(step=sdef.name, attempts=outcome.attempts), seq)
     else:
-        event = ctx.event(ev.STEP_FAILED, seq, **detail, error=outcome.error)
+        failed_event = ev.StepFailed(step=sdef.name, attempts=outcome.attempts, error=error)
+        event = ctx.event(failed_event, seq)
     await ctx.finish(call, rec, *pending_start(), event)
     return rec
 

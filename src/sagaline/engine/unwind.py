@@ -27,20 +27,21 @@ async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> Non
     undoing_child = cause.get("type") == operations.PARENT_UNWINDING
     await children.stop_running(ctx)
     todo = stack.pending_compensations(records)
+    ending_event: ev.Event
     if cancelled:
-        final, event_type = RunStatus.CANCELLED, ev.RUN_CANCELLED
+        final, ending_event = RunStatus.CANCELLED, ev.RunCancelled(error=cause)
     elif undoing_child or todo or any(_undone(r) for r in records):
-        final, event_type = RunStatus.COMPENSATED, ev.RUN_COMPENSATED
+        final, ending_event = RunStatus.COMPENSATED, ev.RunCompensated(error=cause)
     else:
-        final, event_type = RunStatus.FAILED, ev.RUN_FAILED
+        final, ending_event = RunStatus.FAILED, ev.RunFailed(error=cause)
     pending = _Pending()
     if todo and ctx.run.status is not RunStatus.COMPENSATING and not stack.unwinding(records):
         names = [r.name for r in todo]
-        pending.events.append(ctx.event(ev.RUN_COMPENSATING, error=cause, steps=names))
+        pending.events.append(ctx.event(ev.RunCompensating(error=cause, steps=names)))
         pending.change = RunChange(RunStatus.COMPENSATING, error=cause)
     for i, rec in enumerate(todo):
         last = i == len(todo) - 1  # the last compensation's commit also ends the run
-        ending = (event_type, RunChange(final, error=cause, release=True))
+        ending = (ending_event, RunChange(final, error=cause, release=True))
         seq = _seq_for(ctx, rec)
         started = ctx.rt.clock()
         if rec.kind is StepKind.CHILD:
@@ -59,7 +60,7 @@ async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> Non
     if not todo:
         events, _ = pending.take()
         await ctx.checkpoint(
-            events=[*events, ctx.event(event_type, error=cause)],
+            events=[*events, ctx.event(ending_event)],
             change=RunChange(final, error=cause, release=True),
         )
 
@@ -103,8 +104,8 @@ async def _wait_for_child(
         steps=[waiting],
         events=[
             *events,
-            ctx.event(ev.COMPENSATION_STARTED, seq, step=rec.name, child=child),
-            ctx.event(ev.RUN_SUSPENDED, waits=[f"child {child}"], wake_at=None),
+            ctx.event(ev.CompensationStarted(step=rec.name, child=child), seq),
+            ctx.event(ev.RunSuspended(waits=[f"child {child}"])),
         ],
         change=RunChange(RunStatus.SUSPENDED, error=cause, release=True, awaited_runs=(child,)),
     )
@@ -117,7 +118,7 @@ async def _run_compensation(
     """Call ``rec``'s compensation with its retry policy; the name it ran under."""
     name = f"compensation of {rec.name}"
     # "Started" is written with the compensation's first commit, stamped with its real start.
-    pending.events.append(ctx.event(ev.COMPENSATION_STARTED, seq, step=rec.name))
+    pending.events.append(ctx.event(ev.CompensationStarted(step=rec.name), seq))
     try:
         sdef = get_step(rec.name)
         comp = sdef.compensation
@@ -145,13 +146,14 @@ async def _run_compensation(
         running.attempt = attempt + 1
         events, change = pending.take()
         failed = ctx.event(
-            ev.COMPENSATION_ATTEMPT_FAILED,
+            ev.CompensationAttemptFailed(
+                step=rec.name,
+                compensation=comp.name,
+                attempt=attempt,
+                error=error,
+                retry_in=round(delay, 3),
+            ),
             seq,
-            step=rec.name,
-            compensation=comp.name,
-            attempt=attempt,
-            error=error,
-            retry_in=round(delay, 3),
         )
         await ctx.checkpoint(events=[*events, failed], change=change)
 
@@ -207,7 +209,7 @@ async def _record(
     outcome: Outcome,
     cause: dict[str, Any],
     pending: _Pending,
-    ending: tuple[str, RunChange] | None,
+    ending: tuple[ev.Event, RunChange] | None,
 ) -> bool:
     """Commit one compensation's end: go on (True), or park the run (False)."""
     status = StepStatus.SUCCEEDED if outcome.ok else StepStatus.FAILED
@@ -217,16 +219,30 @@ async def _record(
     detail: dict[str, Any] = {"step": rec.name, "compensation": name, "attempts": outcome.attempts}
     events, change = pending.take()
     if outcome.ok:
-        done = [*events, ctx.event(ev.COMPENSATION_SUCCEEDED, seq, **detail)]
+        succeeded = ev.CompensationSucceeded(
+            step=rec.name, compensation=name, attempts=outcome.attempts
+        )
+        done = [*events, ctx.event(succeeded, seq)]
         if ending is not None:
-            done.append(ctx.event(ending[0], error=cause))
+            done.append(ctx.event(ending[0]))
             change = ending[1]
         await ctx.checkpoint(steps=[crec], events=done, change=change)
         return True
     failure = {**detail, "error": outcome.error}
     await ctx.checkpoint(
         steps=[crec],
-        events=[*events, ctx.event(ev.COMPENSATION_FAILED, seq, **failure)],
+        events=[
+            *events,
+            ctx.event(
+                ev.CompensationFailed(
+                    step=rec.name,
+                    compensation=name,
+                    attempts=outcome.attempts,
+                    error=outcome.error,
+                ),
+                seq,
+            ),
+        ],
         change=RunChange(
             RunStatus.COMPENSATION_FAILED,
             error={**cause, "compensation": failure},

@@ -41,10 +41,10 @@ def plan_cancel(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorC
             f"run {rid!r} has passed its pivot step {pivot!r} and can only go forward; "
             f"it cannot be cancelled while it runs"
         )
-    event = NewEvent(ev.CANCEL_REQUESTED, at, data={"status": status.value})
+    event = NewEvent(ev.CancelRequested(status=status.value), at)
     if pivot is not None:
         # Parked past the pivot: nothing may be undone, so cancelling only closes the run.
-        event = NewEvent(ev.RUN_CANCELLED, at, data={"compensated": False, "pivot": pivot})
+        event = NewEvent(ev.RunCancelled(compensated=False, pivot=pivot), at)
         return OperatorChange(rid, frozenset({status}), event, to_status=RunStatus.CANCELLED)
     if status is RunStatus.BLOCKED:
         return OperatorChange(
@@ -61,7 +61,7 @@ def plan_cancel(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorC
 
 def plan_undo_child(run: RunRecord, parent: str, at: float) -> OperatorChange:
     """A completed child whose parent unwinds: compensate it, in the child."""
-    event = NewEvent(ev.UNDO_REQUESTED, at, data={"parent": parent})
+    event = NewEvent(ev.UndoRequested(parent=parent), at)
     return OperatorChange(
         run.run_id, frozenset({RunStatus.COMPLETED}), event, to_status=RunStatus.COMPENSATING
     )
@@ -69,13 +69,12 @@ def plan_undo_child(run: RunRecord, parent: str, at: float) -> OperatorChange:
 
 def plan_retry(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorChange:
     rid, status = run.run_id, run.status
-    data = {"status": status.value}
     if status is RunStatus.COMPENSATION_FAILED:
         failed = stack.failed_compensation(steps)
         return OperatorChange(
             rid,
             frozenset({status}),
-            NewEvent(ev.RUN_RETRIED, at, data=data),
+            NewEvent(ev.RunRetried(status=status.value), at),
             to_status=RunStatus.COMPENSATING,
             delete_step_seq=None if failed is None else failed.seq,
         )
@@ -87,7 +86,7 @@ def plan_retry(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorCh
         return OperatorChange(
             rid,
             frozenset({status}),
-            NewEvent(ev.RUN_RETRIED, at, data=data),
+            NewEvent(ev.RunRetried(status=status.value), at),
             to_status=RunStatus.RUNNING,
             delete_step_seq=None if last is None else last.seq,
         )
@@ -95,7 +94,7 @@ def plan_retry(run: RunRecord, steps: list[StepRecord], at: float) -> OperatorCh
         return OperatorChange(
             rid,
             frozenset({status}),
-            NewEvent(ev.RUN_RETRIED, at, data=data),
+            NewEvent(ev.RunRetried(status=status.value), at),
             to_status=RunStatus.RUNNING,
         )
     raise InvalidOperationError(
@@ -119,10 +118,7 @@ def plan_skip(
             "skipping a compensation needs a reason and who resolved it (reason=..., by=...)"
         )
     event = NewEvent(
-        ev.COMPENSATION_SKIPPED,
-        at,
-        seq=failed.seq,
-        data={"compensation": failed.name, "reason": reason, "by": by},
+        ev.CompensationSkipped(compensation=failed.name, reason=reason, by=by), at, failed.seq
     )
     return OperatorChange(
         rid,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sagaline.model import events
+from sagaline.model.events import Event
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 
@@ -95,6 +97,11 @@ class EventRecord:
     def when(self) -> datetime:
         return datetime.fromtimestamp(self.at, UTC)
 
+    @property
+    def event(self) -> Event:
+        """The typed event (``events.Unknown`` for a type this version does not know)."""
+        return events.decode(self.type, self.data)
+
 
 @dataclass(frozen=True)
 class NewRun:
@@ -117,10 +124,19 @@ class SignalRecord:
 
 @dataclass(frozen=True)
 class NewEvent:
-    type: str
+    """An event to append, as the engine built it."""
+
+    event: Event
     at: float
     seq: int | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def type(self) -> str:
+        return self.event.type
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.event.fields()
 
 
 @dataclass(frozen=True)

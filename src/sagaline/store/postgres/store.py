@@ -252,9 +252,9 @@ class PostgresStore:
                         (
                             r.run_id,
                             now or r.updated_at,  # the engine's clock, as the rest of the trail
-                            ev.RUN_CLAIMED,
+                            "RunClaimed",
                             None,
-                            json.dumps({"owner": owner, "epoch": r.lease_epoch}),
+                            json.dumps(ev.RunClaimed(owner=owner, epoch=r.lease_epoch).fields()),
                         )
                         for r in runs
                     ],
@@ -307,8 +307,9 @@ class PostgresStore:
                 return None if found is None else RunStatus(found)
             await conn.execute(_Q["insert_signal"], run_id, name, payload, at)
             await conn.execute(_Q["wake_for_signal"], run_id, at)
-            data = json.dumps({"signal": name})
-            await conn.execute(_Q["insert_event"], run_id, at, ev.SIGNAL_RECEIVED, None, data)
+            received = ev.SignalReceived(signal=name)
+            data = json.dumps(received.fields())
+            await conn.execute(_Q["insert_event"], run_id, at, received.type, None, data)
             await conn.execute(_Q["notify"], "")
             return RunStatus(found)
 

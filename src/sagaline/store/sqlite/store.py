@@ -26,6 +26,7 @@ from sagaline.model.records import (
     Checkpoint,
     CommitResult,
     EventRecord,
+    NewEvent,
     NewRun,
     OperatorChange,
     RunRecord,
@@ -180,10 +181,9 @@ class SqliteStore:
                 return []
             runs = [run_from_row(r) for r in conn.execute(_Q["claim"], params).fetchall()]
             for run in runs:
-                data = {"owner": owner, "epoch": run.lease_epoch}
                 # Stamped by the engine's clock, as the rest of the audit trail is.
-                at = now or run.updated_at
-                _insert_event(conn, run.run_id, ev.RUN_CLAIMED, at, None, data)
+                claimed = ev.RunClaimed(owner=owner, epoch=run.lease_epoch)
+                _insert_event(conn, run.run_id, NewEvent(claimed, now or run.updated_at))
             return runs
 
         return await self._tx(tx)
@@ -224,7 +224,7 @@ class SqliteStore:
             key = {"run_id": run_id, "at": at}
             conn.execute(_Q["insert_signal"], {**key, "name": name, "payload": payload})
             conn.execute(_Q["wake_for_signal"], key)
-            _insert_event(conn, run_id, ev.SIGNAL_RECEIVED, at, None, {"signal": name})
+            _insert_event(conn, run_id, NewEvent(ev.SignalReceived(signal=name), at))
             return status
 
         return await self._tx(tx)
@@ -286,14 +286,13 @@ class SqliteStore:
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         def tx(conn: sqlite3.Connection) -> RunRecord | None:
-            ev = change.event
             row = conn.execute(
                 _Q["operate"],
                 {
                     "run_id": change.run_id,
                     "to_status": change.to_status.value if change.to_status else None,
                     "cancel": int(change.request_cancel),
-                    "at": ev.at,
+                    "at": change.event.at,
                     "from_statuses": json.dumps([s.value for s in change.from_statuses]),
                     "unless_pivot": int(change.unless_pivot),
                 },
@@ -305,7 +304,7 @@ class SqliteStore:
                 conn.execute(_Q["delete_step"], {**key, "seq": change.delete_step_seq})
             if change.skip_step_seq is not None:
                 conn.execute(_Q["skip_step"], {**key, "seq": change.skip_step_seq})
-            _insert_event(conn, change.run_id, ev.type, ev.at, ev.seq, ev.data)
+            _insert_event(conn, change.run_id, change.event)
             return run_from_row(row)
 
         return await self._tx(tx)
@@ -335,7 +334,7 @@ def _create_run(
         return run_from_row(
             conn.execute(_Q["select_run"], {"run_id": run.run_id}).fetchone()
         ), False
-    _insert_event(conn, run.run_id, ev.RUN_STARTED, run.at, None, {"workflow": run.workflow})
+    _insert_event(conn, run.run_id, NewEvent(ev.RunStarted(workflow=run.workflow), run.at))
     return new_run_record(run, owner), True
 
 
@@ -347,15 +346,14 @@ def _free_slots(conn: sqlite3.Connection, queue: str) -> int:
     return int(row[0]) - int(conn.execute(_Q["in_flight"], {"queue": queue}).fetchone()[0])
 
 
-def _insert_event(
-    conn: sqlite3.Connection,
-    run_id: str,
-    type_: str,
-    at: float,
-    seq: int | None,
-    data: dict[str, Any],
-) -> None:
+def _insert_event(conn: sqlite3.Connection, run_id: str, event: NewEvent) -> None:
     conn.execute(
         _Q["insert_event"],
-        {"run_id": run_id, "at": at, "type": type_, "seq": seq, "data": json.dumps(data)},
+        {
+            "run_id": run_id,
+            "at": event.at,
+            "type": event.type,
+            "seq": event.seq,
+            "data": json.dumps(event.data),
+        },
     )
