@@ -170,3 +170,38 @@ def refund_unknown(key: str, payment: str | None) -> None:
 async def unknown_outcome(key: str) -> str:
     await charge(f"{key}-first")
     return await slow_sync_charge(key)
+
+
+class SdkError(Exception):
+    """Like some SDK errors: its __str__ itself fails."""
+
+    def __str__(self) -> str:
+        raise ValueError("no message for you")
+
+
+@step(name="c.sdk_call", retry=RetryPolicy(max_attempts=3, initial=0.01))
+async def sdk_call(key: str) -> str:
+    LEDGER.append(f"sdk:{key}")
+    raise SdkError()
+
+
+@workflow(name="c.sdk")
+async def sdk(key: str) -> str:
+    try:
+        return await sdk_call(key)
+    except sagaline.StepFailedError as exc:
+        return f"caught {exc.error_type}"
+
+
+@workflow(name="c.typed_signal")
+async def typed_signal(key: str) -> int:
+    await charge(key)
+    value: int = await sagaline.wait_for_signal("amount", type=int)
+    return value
+
+
+@workflow(name="c.parent_waits")
+async def parent_waits(key: str) -> str:
+    await charge(f"{key}-p1")
+    kid = await sagaline.start_child(child, f"{key}-c1")
+    return await kid.result()

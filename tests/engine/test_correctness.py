@@ -287,3 +287,47 @@ async def test_a_cancel_from_another_process_beats_the_completion(
         release.set()
         assert await settled(worker, "x2") is RunStatus.CANCELLED
     assert c.LEDGER == ["charge:a", "charge:b", "refund:b", "refund:a"]
+
+
+async def test_an_exception_whose_str_raises_is_retried_and_caught(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        handle = await engine.start(c.sdk, "s", run_id="e1")
+        assert await asyncio.wait_for(handle.result(), DEADLINE) == (
+            "caught tests.engine.sagas_correctness.SdkError"
+        )
+        failed = [e for e in await engine.history("e1") if e.type == "StepFailed"]
+    assert c.LEDGER == ["sdk:s"] * 3  # retried per its policy
+    assert "message unavailable" in failed[0].data["error"]["message"]
+
+
+async def test_a_signal_payload_that_no_longer_decodes_parks_the_run(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        await engine.start(c.typed_signal, "s", run_id="g1")
+        await engine.signal("g1", "amount", "not a number")
+        run = await engine.wait("g1", timeout=DEADLINE)
+    assert run.status is RunStatus.BLOCKED
+    assert run.error is not None and "signal 'amount'" in run.error["message"]
+
+
+async def test_cancelling_a_parent_cancels_and_compensates_its_child(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        release = gate("k-c1")
+        await engine.start(c.parent_waits, "k", run_id="p4")
+        await started("k-c1")
+        await engine.cancel("p4")
+
+        async def child_cancelled() -> None:
+            while not (await engine.get_run("p4/2")).cancel_requested:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(child_cancelled(), DEADLINE)
+        release.set()
+        assert await settled(engine, "p4") is RunStatus.CANCELLED
+        assert (await engine.get_run("p4/2")).status is RunStatus.CANCELLED
+    assert c.LEDGER.index("refund:k-c1") < c.LEDGER.index("refund:k-p1")
