@@ -34,7 +34,7 @@ from sagaline.model.records import (
     SignalRecord,
     StepRecord,
 )
-from sagaline.model.status import StepKind
+from sagaline.model.status import StepKind, StepStatus
 
 _current: ContextVar[RunContext | None] = ContextVar("sagaline_run", default=None)
 _branch: ContextVar[_Branch | None] = ContextVar("sagaline_branch", default=None)
@@ -260,7 +260,7 @@ class RunContext:
         call: Call,
         kind: StepKind,
         name: str,
-        status: Any,
+        status: StepStatus,
         *,
         output: bytes | None = None,
         error: dict[str, Any] | None = None,

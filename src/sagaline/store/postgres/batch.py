@@ -19,8 +19,11 @@ import asyncpg.exceptions as pgx
 from sagaline.model.records import Checkpoint, CommitResult, StepRecord
 from sagaline.model.status import RunStatus
 from sagaline.store.queries import load_queries
+from sagaline.store.statuses import SETTLED, values
 
 _Q = load_queries("sagaline.store.postgres")
+_SETTLED = values(SETTLED)
+_SUSPENDED = RunStatus.SUSPENDED.value
 REFUSED: tuple[type[Exception], ...] = (
     pgx.DataError,  # class 22, and values asyncpg cannot encode (an int out of range)
     pgx.IntegrityConstraintViolationError,  # class 23
@@ -90,7 +93,7 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     if events:
         await conn.executemany(_Q["insert_event"], events)
     children = [
-        (c.run_id, c.workflow, c.input, c.queue, c.parent_run_id, c.at)
+        (c.run_id, c.workflow, c.input, c.queue, c.parent_run_id, c.at, RunStatus.PENDING.value)
         for cp in landed
         for c in cp.new_runs
     ]
@@ -111,6 +114,8 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
             cp.change.wake_at,
             cp.change.seen_signal_id,
             list(cp.change.awaited_runs),
+            _SUSPENDED,
+            _SETTLED,
         )
         for cp in landed
         if cp.change is not None
@@ -125,7 +130,7 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     for run_id, at in settled:
         # Locking the parent orders this against the parent's own suspension.
         if await conn.fetchval(_Q["lock_parent"], run_id) is not None:
-            await conn.execute(_Q["wake_parent"], run_id, at)
+            await conn.execute(_Q["wake_parent"], run_id, at, _SUSPENDED)
     return [
         CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
     ]

@@ -24,12 +24,12 @@ SET owner = $1,
     lease_epoch = r.lease_epoch + 1,
     updated_at = extract(epoch from clock_timestamp()),
     wake_at = NULL,
-    status = CASE WHEN r.status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING' ELSE r.status END
+    status = CASE WHEN r.status = ANY($9::text[]) THEN $10::text ELSE r.status END
 FROM (
     SELECT run_id FROM runs
-    WHERE ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+    WHERE ((status = ANY($8::text[])
             AND (owner IS NULL OR lease_until < extract(epoch from clock_timestamp())))
-           OR (status = 'SUSPENDED' AND wake_at <= $7::float8))
+           OR (status = $11::text AND wake_at <= $7::float8))
       AND workflow = ANY($3::text[])
       AND queue = $5
       AND ($6::text IS NULL OR run_id = $6::text)
@@ -49,7 +49,7 @@ SELECT pg_advisory_xact_lock(hashtext('sagaline.queue.' || $1))
 -- name: in_flight
 SELECT count(*) FROM runs
 WHERE queue = $1 AND owner IS NOT NULL
-  AND status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+  AND status = ANY($2::text[])
   AND lease_until >= extract(epoch from clock_timestamp())
 
 -- name: set_queue_limit
@@ -95,13 +95,12 @@ SET status = $2::text, output = $3, error = $4, updated_at = $5::float8,
     owner = CASE WHEN $6::bool THEN NULL ELSE owner END,
     lease_until = CASE WHEN $6::bool THEN NULL ELSE lease_until END,
     wake_at = CASE
-        WHEN $2::text <> 'SUSPENDED' THEN NULL
+        WHEN $2::text <> $10::text THEN NULL
         WHEN EXISTS (SELECT 1 FROM signals s
                      WHERE s.run_id = $1 AND s.consumed_seq IS NULL AND s.id > $8::bigint)
             THEN $5::float8
         WHEN EXISTS (SELECT 1 FROM runs c WHERE c.run_id = ANY($9::text[])
-                     AND c.status IN ('COMPLETED', 'COMPENSATED', 'FAILED', 'CANCELLED',
-                                      'COMPENSATION_FAILED', 'FAILED_AFTER_PIVOT', 'BLOCKED'))
+                     AND c.status = ANY($11::text[]))
             THEN $5::float8
         ELSE $7::float8 END
 WHERE run_id = $1
@@ -126,21 +125,21 @@ INSERT INTO events (run_id, at, type, seq, data) VALUES ($1, $2, $3, $4, $5)
 UPDATE runs
 SET status = COALESCE($2::text, status),
     cancel_requested = cancel_requested OR $3,
-    wake_at = CASE WHEN $3::bool AND status = 'SUSPENDED' THEN $4::float8 ELSE wake_at END,
+    wake_at = CASE WHEN $3::bool AND status = $7::text THEN $4::float8 ELSE wake_at END,
     updated_at = $4::float8
 WHERE run_id = $1 AND status = ANY($5::text[])
   AND NOT ($6::bool AND EXISTS (
       SELECT 1 FROM steps s
       WHERE s.run_id = $1 AND s.pivot
-        AND ((s.kind = 'step' AND s.status IN ('RUNNING', 'SUCCEEDED'))
-             OR (s.kind = 'child_result' AND s.status = 'SUCCEEDED'))))
+        AND ((s.kind = 'step' AND s.status = ANY($8::text[]))
+             OR (s.kind = 'child_result' AND s.status = $9::text))))
 RETURNING *
 
 -- name: delete_step
 DELETE FROM steps WHERE run_id = $1 AND seq = $2
 
 -- name: skip_step
-UPDATE steps SET status = 'SKIPPED' WHERE run_id = $1 AND seq = $2
+UPDATE steps SET status = $3 WHERE run_id = $1 AND seq = $2
 
 -- name: notify
 SELECT pg_notify('sagaline_wake', $1)
@@ -180,12 +179,12 @@ FOR UPDATE OF p
 
 -- name: wake_parent
 UPDATE runs SET wake_at = $2
-WHERE run_id = (SELECT parent_run_id FROM runs WHERE run_id = $1) AND status = 'SUSPENDED'
+WHERE run_id = (SELECT parent_run_id FROM runs WHERE run_id = $1) AND status = $3::text
 
 -- name: insert_child
 INSERT INTO runs (run_id, workflow, status, input, queue, lease_epoch, parent_run_id,
                   created_at, updated_at)
-VALUES ($1, $2, 'PENDING', $3, $4, 0, $5, $6, $6)
+VALUES ($1, $2, $7, $3, $4, 0, $5, $6, $6)
 ON CONFLICT (run_id) DO NOTHING
 
 -- name: consume_signal
@@ -198,22 +197,22 @@ SELECT status FROM runs WHERE run_id = $1 FOR UPDATE
 INSERT INTO signals (run_id, name, payload, sent_at) VALUES ($1, $2, $3, $4)
 
 -- name: wake_for_signal
-UPDATE runs SET wake_at = $2 WHERE run_id = $1 AND status = 'SUSPENDED'
+UPDATE runs SET wake_at = $2 WHERE run_id = $1 AND status = $3::text
 
 -- name: select_signals
 SELECT * FROM signals WHERE run_id = $1 AND consumed_seq IS NULL ORDER BY id
 
 -- name: next_wake
 SELECT min(wake_at) FROM runs
-WHERE status = 'SUSPENDED' AND queue = ANY($1::text[]) AND workflow = ANY($2::text[])
+WHERE status = $3::text AND queue = ANY($1::text[]) AND workflow = ANY($2::text[])
 
 -- name: create_runs
 -- Runs of a queue with a concurrency limit are never born claimed: they wait for a claim,
 -- which takes the queue's lock. One statement, one round trip, for the whole batch.
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[],
-                         $6::float8[], $7::text[])
-        AS v(run_id, workflow, input, queue, owner, at, parent_run_id)
+                         $6::float8[], $7::text[], $9::text[])
+        AS v(run_id, workflow, input, queue, owner, at, parent_run_id, started)
 ), o AS (
     SELECT v.*, CASE WHEN EXISTS (SELECT 1 FROM queues q WHERE q.name = v.queue)
                      THEN NULL ELSE v.owner END AS who
@@ -221,7 +220,7 @@ WITH v AS (
 ), ins AS (
     INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
                       parent_run_id, created_at, updated_at)
-    SELECT run_id, workflow, CASE WHEN who IS NULL THEN 'PENDING' ELSE 'RUNNING' END, input,
+    SELECT run_id, workflow, CASE WHEN who IS NULL THEN $10::text ELSE $11::text END, input,
            queue, who,
            CASE WHEN who IS NULL THEN NULL
                 ELSE extract(epoch from clock_timestamp()) + $8::float8 END,
@@ -231,7 +230,7 @@ WITH v AS (
     RETURNING run_id, owner
 ), ev AS (
     INSERT INTO events (run_id, at, type, seq, data)
-    SELECT ins.run_id, v.at, 'RunStarted', NULL, json_build_object('workflow', v.workflow)::text
+    SELECT ins.run_id, v.at, $12::text, NULL, v.started
     FROM ins JOIN v USING (run_id)
     RETURNING 1
 ), woke AS (

@@ -41,15 +41,21 @@ from sagaline.model.records import (
     StepRecord,
     new_run_record,
 )
-from sagaline.model.status import RunStatus
+from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.store.postgres.batch import write, write_each
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, run_from_row, step_from_row
+from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
 
 T = TypeVar("T")
 log = logging.getLogger("sagaline.postgres")
 _Q = load_queries("sagaline.store.postgres")
+# Status sets are bound as text[] parameters: the SQL names none of them.
+_ACTIVE = values(ACTIVE)
+_CLAIM_STARTS = values(CLAIM_STARTS)
+_PIVOT_STARTED = values(PIVOT_STARTED)
+_SUSPENDED = RunStatus.SUSPENDED.value
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
@@ -185,6 +191,10 @@ class PostgresStore:
             [r.at for r in runs],
             [r.parent_run_id for r in runs],
             lease_seconds,
+            [json.dumps(ev.RunStarted(workflow=r.workflow).fields()) for r in runs],
+            RunStatus.PENDING.value,
+            RunStatus.RUNNING.value,
+            ev.RunStarted.__name__,
         )
         rows = await self._retry(lambda c: c.fetch(_Q["create_runs"], *args))
         created = {row["run_id"]: row["owner"] for row in rows}
@@ -243,7 +253,18 @@ class PostgresStore:
                 if n <= 0:
                     return []
                 rows = await conn.fetch(
-                    _Q["claim"], owner, lease_seconds, list(workflows), n, queue, run_id, now
+                    _Q["claim"],
+                    owner,
+                    lease_seconds,
+                    list(workflows),
+                    n,
+                    queue,
+                    run_id,
+                    now,
+                    _ACTIVE,
+                    _CLAIM_STARTS,
+                    RunStatus.RUNNING.value,
+                    _SUSPENDED,
                 )
                 runs = [run_from_row(r) for r in rows]
                 await conn.executemany(
@@ -252,7 +273,7 @@ class PostgresStore:
                         (
                             r.run_id,
                             now or r.updated_at,  # the engine's clock, as the rest of the trail
-                            "RunClaimed",
+                            ev.RunClaimed.__name__,
                             None,
                             json.dumps(ev.RunClaimed(owner=owner, epoch=r.lease_epoch).fields()),
                         )
@@ -306,7 +327,7 @@ class PostgresStore:
             if found is None or RunStatus(found) not in statuses:
                 return None if found is None else RunStatus(found)
             await conn.execute(_Q["insert_signal"], run_id, name, payload, at)
-            await conn.execute(_Q["wake_for_signal"], run_id, at)
+            await conn.execute(_Q["wake_for_signal"], run_id, at, _SUSPENDED)
             received = ev.SignalReceived(signal=name)
             data = json.dumps(received.fields())
             await conn.execute(_Q["insert_event"], run_id, at, received.type, None, data)
@@ -322,7 +343,7 @@ class PostgresStore:
 
     async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
         value = await self._retry(
-            lambda c: c.fetchval(_Q["next_wake"], list(queues), list(workflows))
+            lambda c: c.fetchval(_Q["next_wake"], list(queues), list(workflows), _SUSPENDED)
         )
         return None if value is None else float(value)
 
@@ -371,13 +392,18 @@ class PostgresStore:
                 ev.at,
                 [s.value for s in change.from_statuses],
                 change.unless_pivot,
+                _SUSPENDED,
+                _PIVOT_STARTED,
+                StepStatus.SUCCEEDED.value,
             )
             if row is None:
                 return None
             if change.delete_step_seq is not None:
                 await conn.execute(_Q["delete_step"], change.run_id, change.delete_step_seq)
             if change.skip_step_seq is not None:
-                await conn.execute(_Q["skip_step"], change.run_id, change.skip_step_seq)
+                await conn.execute(
+                    _Q["skip_step"], change.run_id, change.skip_step_seq, StepStatus.SKIPPED.value
+                )
             await conn.execute(
                 _Q["insert_event"], change.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)
             )
@@ -391,4 +417,4 @@ async def _free_slots(conn: asyncpg.Connection, queue: str) -> int:
     if limit is None:
         return 2**31
     await conn.execute(_Q["lock_queue"], queue)  # serialise claims of a limited queue
-    return int(limit) - int(await conn.fetchval(_Q["in_flight"], queue))
+    return int(limit) - int(await conn.fetchval(_Q["in_flight"], queue, _ACTIVE))

@@ -17,8 +17,10 @@ from typing import Any
 from sagaline.model.records import Checkpoint, CommitResult, RunChange, StepRecord
 from sagaline.model.status import RunStatus
 from sagaline.store.queries import load_queries
+from sagaline.store.statuses import SETTLED, values
 
 _Q = load_queries("sagaline.store.sqlite")
+_SETTLED = json.dumps(values(SETTLED))
 REFUSED: tuple[type[Exception], ...] = (sqlite3.IntegrityError, sqlite3.DataError, OverflowError)
 """What the database (or the driver binding a value) says about one checkpoint's data."""
 
@@ -80,6 +82,7 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
             "queue": c.queue,
             "parent_run_id": c.parent_run_id,
             "at": c.at,
+            "pending": RunStatus.PENDING.value,
         }
         for cp in landed
         for c in cp.new_runs
@@ -108,7 +111,7 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
     if changes:
         conn.executemany(_Q["change_run"], changes)
     settled = [
-        {"run_id": cp.run_id, "at": _at(cp)}
+        {"run_id": cp.run_id, "at": _at(cp), "suspended": RunStatus.SUSPENDED.value}
         for cp in landed
         if cp.change is not None and cp.change.status.is_settled
     ]
@@ -132,7 +135,7 @@ def _wake_at(conn: sqlite3.Connection, run_id: str, ch: RunChange, at: float) ->
     seen = {"run_id": run_id, "seen": ch.seen_signal_id}
     if conn.execute(_Q["newer_signal"], seen).fetchone() is not None:
         return at
-    awaited = {"run_ids": json.dumps(list(ch.awaited_runs))}
+    awaited = {"run_ids": json.dumps(list(ch.awaited_runs)), "settled": _SETTLED}
     if ch.awaited_runs and conn.execute(_Q["settled_run"], awaited).fetchone() is not None:
         return at
     return ch.wake_at

@@ -17,20 +17,28 @@ SELECT * FROM runs WHERE run_id = :run_id
 SELECT * FROM steps WHERE run_id = :run_id ORDER BY seq
 
 -- name: claim
+-- Active runs no live lease holds, and suspended runs that are due: two branches, each
+-- searched by its index whatever ANALYZE has found (runs_by_queue, runs_by_wake). An OR of
+-- the two, or a status IN (subquery), lets SQLite scan the whole table instead: it guesses
+-- 25 rows for a subquery. CROSS JOIN fixes json_each as the outer loop.
 UPDATE runs
 SET owner = :owner,
     lease_until = (julianday('now') - 2440587.5) * 86400.0 + :lease,
     lease_epoch = lease_epoch + 1,
     updated_at = (julianday('now') - 2440587.5) * 86400.0,
     wake_at = NULL,
-    status = CASE WHEN status IN ('PENDING', 'SUSPENDED') THEN 'RUNNING' ELSE status END
+    status = CASE WHEN status IN (SELECT value FROM json_each(:claim_starts)) THEN :running
+                  ELSE status END
 WHERE run_id IN (
-    SELECT run_id FROM runs
-    WHERE ((status IN ('PENDING', 'RUNNING', 'COMPENSATING')
-            AND (owner IS NULL OR lease_until < (julianday('now') - 2440587.5) * 86400.0))
-           OR (status = 'SUSPENDED' AND wake_at <= :now))
-      AND workflow IN (SELECT value FROM json_each(:workflows))
-      AND queue = :queue
+    SELECT run_id FROM (
+        SELECT r.run_id, r.workflow, r.created_at
+        FROM json_each(:active) AS a CROSS JOIN runs AS r
+        WHERE r.status = a.value AND r.queue = :queue
+          AND (r.owner IS NULL OR r.lease_until < (julianday('now') - 2440587.5) * 86400.0)
+        UNION ALL
+        SELECT run_id, workflow, created_at FROM runs
+        WHERE status = :suspended AND queue = :queue AND wake_at <= :now)
+    WHERE workflow IN (SELECT value FROM json_each(:workflows))
       AND (:run_id IS NULL OR run_id = :run_id)
     ORDER BY created_at
     LIMIT :limit)
@@ -50,7 +58,7 @@ SELECT max_concurrency FROM queues WHERE name = :queue
 -- name: in_flight
 SELECT count(*) FROM runs
 WHERE queue = :queue AND owner IS NOT NULL
-  AND status IN ('PENDING', 'RUNNING', 'COMPENSATING')
+  AND status IN (SELECT value FROM json_each(:active))
   AND lease_until >= (julianday('now') - 2440587.5) * 86400.0
 
 -- name: set_queue_limit
@@ -105,21 +113,21 @@ INSERT INTO events (run_id, at, type, seq, data) VALUES (:run_id, :at, :type, :s
 UPDATE runs
 SET status = COALESCE(:to_status, status),
     cancel_requested = MAX(cancel_requested, :cancel),
-    wake_at = CASE WHEN :cancel AND status = 'SUSPENDED' THEN :at ELSE wake_at END,
+    wake_at = CASE WHEN :cancel AND status = :suspended THEN :at ELSE wake_at END,
     updated_at = :at
 WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:from_statuses))
   AND NOT (:unless_pivot AND EXISTS (
       SELECT 1 FROM steps s
       WHERE s.run_id = :run_id AND s.pivot
-        AND ((s.kind = 'step' AND s.status IN ('RUNNING', 'SUCCEEDED'))
-             OR (s.kind = 'child_result' AND s.status = 'SUCCEEDED'))))
+        AND ((s.kind = 'step' AND s.status IN (SELECT value FROM json_each(:pivot_started)))
+             OR (s.kind = 'child_result' AND s.status = :succeeded))))
 RETURNING *
 
 -- name: delete_step
 DELETE FROM steps WHERE run_id = :run_id AND seq = :seq
 
 -- name: skip_step
-UPDATE steps SET status = 'SKIPPED' WHERE run_id = :run_id AND seq = :seq
+UPDATE steps SET status = :skipped WHERE run_id = :run_id AND seq = :seq
 
 -- name: list_runs
 SELECT * FROM runs ORDER BY created_at DESC, run_id LIMIT :limit
@@ -137,19 +145,18 @@ SELECT 1 FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL AND id > :
 -- name: settled_run
 SELECT 1 FROM runs
 WHERE run_id IN (SELECT value FROM json_each(:run_ids))
-  AND status IN ('COMPLETED', 'COMPENSATED', 'FAILED', 'CANCELLED',
-                 'COMPENSATION_FAILED', 'FAILED_AFTER_PIVOT', 'BLOCKED')
+  AND status IN (SELECT value FROM json_each(:settled))
 LIMIT 1
 
 -- name: wake_parent
 UPDATE runs SET wake_at = :at
 WHERE run_id = (SELECT parent_run_id FROM runs WHERE run_id = :run_id)
-  AND status = 'SUSPENDED'
+  AND status = :suspended
 
 -- name: insert_child
 INSERT INTO runs (run_id, workflow, status, input, queue, lease_epoch, parent_run_id,
                   created_at, updated_at)
-VALUES (:run_id, :workflow, 'PENDING', :input, :queue, 0, :parent_run_id, :at, :at)
+VALUES (:run_id, :workflow, :pending, :input, :queue, 0, :parent_run_id, :at, :at)
 ON CONFLICT (run_id) DO NOTHING
 
 -- name: consume_signal
@@ -162,12 +169,12 @@ SELECT status FROM runs WHERE run_id = :run_id
 INSERT INTO signals (run_id, name, payload, sent_at) VALUES (:run_id, :name, :payload, :at)
 
 -- name: wake_for_signal
-UPDATE runs SET wake_at = :at WHERE run_id = :run_id AND status = 'SUSPENDED'
+UPDATE runs SET wake_at = :at WHERE run_id = :run_id AND status = :suspended
 
 -- name: select_signals
 SELECT * FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL ORDER BY id
 
 -- name: next_wake
 SELECT min(wake_at) FROM runs
-WHERE status = 'SUSPENDED' AND queue IN (SELECT value FROM json_each(:queues))
+WHERE status = :suspended AND queue IN (SELECT value FROM json_each(:queues))
   AND workflow IN (SELECT value FROM json_each(:workflows))

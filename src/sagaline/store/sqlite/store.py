@@ -34,16 +34,22 @@ from sagaline.model.records import (
     StepRecord,
     new_run_record,
 )
-from sagaline.model.status import RunStatus
+from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, run_from_row, step_from_row
 from sagaline.store.sqlite.batch import write_batch, write_each
 from sagaline.store.sqlite.schema import migrate
+from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
 
 T = TypeVar("T")
 log = logging.getLogger("sagaline.sqlite")
 
 _Q = load_queries("sagaline.store.sqlite")
+# Status sets are bound as JSON arrays, read by json_each: the SQL names none of them.
+_ACTIVE = json.dumps(values(ACTIVE))
+_CLAIM_STARTS = json.dumps(values(CLAIM_STARTS))
+_PIVOT_STARTED = json.dumps(values(PIVOT_STARTED))
+_SUSPENDED = RunStatus.SUSPENDED.value
 
 
 def path_from_url(url: str) -> str:
@@ -173,6 +179,10 @@ class SqliteStore:
             "limit": limit,
             "queue": queue,
             "run_id": run_id,
+            "active": _ACTIVE,
+            "claim_starts": _CLAIM_STARTS,
+            "running": RunStatus.RUNNING.value,
+            "suspended": _SUSPENDED,
         }
 
         def tx(conn: sqlite3.Connection) -> list[RunRecord]:
@@ -223,7 +233,7 @@ class SqliteStore:
                 return status
             key = {"run_id": run_id, "at": at}
             conn.execute(_Q["insert_signal"], {**key, "name": name, "payload": payload})
-            conn.execute(_Q["wake_for_signal"], key)
+            conn.execute(_Q["wake_for_signal"], {**key, "suspended": _SUSPENDED})
             _insert_event(conn, run_id, NewEvent(ev.SignalReceived(signal=name), at))
             return status
 
@@ -240,7 +250,11 @@ class SqliteStore:
         return await self._call(q)
 
     async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
-        params = {"queues": json.dumps(list(queues)), "workflows": json.dumps(list(workflows))}
+        params = {
+            "queues": json.dumps(list(queues)),
+            "workflows": json.dumps(list(workflows)),
+            "suspended": _SUSPENDED,
+        }
 
         def q(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(_Q["next_wake"], params).fetchone()
@@ -295,6 +309,9 @@ class SqliteStore:
                     "at": change.event.at,
                     "from_statuses": json.dumps([s.value for s in change.from_statuses]),
                     "unless_pivot": int(change.unless_pivot),
+                    "suspended": _SUSPENDED,
+                    "pivot_started": _PIVOT_STARTED,
+                    "succeeded": StepStatus.SUCCEEDED.value,
                 },
             ).fetchone()
             if row is None:
@@ -303,7 +320,8 @@ class SqliteStore:
             if change.delete_step_seq is not None:
                 conn.execute(_Q["delete_step"], {**key, "seq": change.delete_step_seq})
             if change.skip_step_seq is not None:
-                conn.execute(_Q["skip_step"], {**key, "seq": change.skip_step_seq})
+                skip = {**key, "seq": change.skip_step_seq, "skipped": StepStatus.SKIPPED.value}
+                conn.execute(_Q["skip_step"], skip)
             _insert_event(conn, change.run_id, change.event)
             return run_from_row(row)
 
@@ -343,7 +361,8 @@ def _free_slots(conn: sqlite3.Connection, queue: str) -> int:
     row = conn.execute(_Q["queue_limit"], {"queue": queue}).fetchone()
     if row is None:
         return 2**31
-    return int(row[0]) - int(conn.execute(_Q["in_flight"], {"queue": queue}).fetchone()[0])
+    busy = conn.execute(_Q["in_flight"], {"queue": queue, "active": _ACTIVE}).fetchone()[0]
+    return int(row[0]) - int(busy)
 
 
 def _insert_event(conn: sqlite3.Connection, run_id: str, event: NewEvent) -> None:
