@@ -14,7 +14,7 @@ from sagaline.engine.context import RunContext
 from sagaline.model import operations, stack
 from sagaline.model.errors import InvalidOperationError
 from sagaline.model.records import RunRecord, StepRecord
-from sagaline.model.status import RunStatus, StepKind
+from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 WAIT: Final[dict[str, Any]] = {"wait": True}
 """``undo`` answers this when the parent must wait for the child to settle."""
@@ -51,37 +51,55 @@ async def past_pivot(ctx: RunContext) -> str | None:
     return None
 
 
-async def undo(ctx: RunContext, rec: StepRecord) -> tuple[str, dict[str, Any] | None]:
-    """Move the child of ``rec`` towards undone: (child id, None when it is undone, WAIT
-    while it unwinds, or the error that parks the parent)."""
+async def undo(ctx: RunContext, rec: StepRecord) -> tuple[str, dict[str, Any] | None, int]:
+    """Move the child of ``rec`` towards undone.
+
+    Returns (child id, outcome, compensations that ran in the child), the outcome being
+    None when the child is undone (or had nothing to undo), WAIT while it unwinds, or the
+    error that parks the parent.
+    """
     child = stack.child_id(rec)
     for _ in range(3):  # an operator change refused because the child moved on: look again
         run = await ctx.rt.store.load_run(child)
-        if run is None or run.status in _UNDONE:
-            return child, None
+        if run is None:
+            return child, None, 0
         steps = await ctx.rt.store.load_steps(child)
+        if run.status in _UNDONE:
+            return child, None, _compensations(steps)
         if stack.passed_pivot(steps) is not None or run.status is RunStatus.FAILED_AFTER_PIVOT:
-            return child, _error(child, run, "it passed its pivot and can only go forward")
+            return child, _error(child, run, "it passed its pivot and can only go forward"), 0
+        if run.status is RunStatus.COMPLETED and not stack.pending_compensations(steps):
+            return child, None, 0  # nothing in it can be undone: it stays COMPLETED
         if run.status is RunStatus.COMPENSATION_FAILED:
-            return child, _error(
+            return (
                 child,
-                run,
-                f"resolve it (`sagaline runs retry {child}` or `sagaline runs skip {child}`), "
-                f"then `sagaline runs retry {ctx.run.run_id}`",
+                _error(
+                    child,
+                    run,
+                    f"resolve it (`sagaline runs retry {child}` or `sagaline runs skip {child}`), "
+                    f"then `sagaline runs retry {ctx.run.run_id}`",
+                ),
+                0,
             )
         if run.status is RunStatus.COMPENSATING:
-            return child, WAIT
+            return child, WAIT, 0
         if run.status is RunStatus.COMPLETED:
             change = operations.plan_undo_child(run, ctx.run.run_id, ctx.rt.clock())
             if await ctx.rt.store.operate(change) is not None:
                 ctx.rt.wake()
-                return child, WAIT
+                return child, WAIT, 0
             continue
         if run.cancel_requested or await _cancel(ctx, run):
-            return child, WAIT
+            return child, WAIT, 0
         if stack.running_pivot(steps) is not None:
-            return child, _error(child, run, "it is running its pivot and can only go forward")
-    return child, _error(child, None, "it kept changing status; retry this run")
+            why = "it is running its pivot and can only go forward"
+            return child, _error(child, run, why), 0
+    return child, _error(child, None, "it kept changing status; retry this run"), 0
+
+
+def _compensations(steps: list[StepRecord]) -> int:
+    done = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
+    return sum(1 for s in steps if s.kind is StepKind.COMPENSATION and s.status in done)
 
 
 async def _cancel(ctx: RunContext, run: RunRecord) -> bool:

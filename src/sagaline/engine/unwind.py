@@ -24,54 +24,67 @@ from sagaline.model.status import RunStatus, StepKind, StepStatus
 async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> None:
     """Undo what the run did, last completed first; ends, parks or waits on a child."""
     records = list(ctx.records.values())
-    undoing_child = cause.get("type") == operations.PARENT_UNWINDING
     await children.stop_running(ctx)
     todo = stack.pending_compensations(records)
-    ending_event: ev.Event
-    if cancelled:
-        final, ending_event = RunStatus.CANCELLED, ev.RunCancelled(error=cause)
-    elif undoing_child or todo or any(_undone(r) for r in records):
-        final, ending_event = RunStatus.COMPENSATED, ev.RunCompensated(error=cause)
-    else:
-        final, ending_event = RunStatus.FAILED, ev.RunFailed(error=cause)
+    # COMPENSATED when something was undone (here or in a child), else FAILED; decided
+    # for the commit that ends the run, once the last entry's outcome is known.
+    undone = cause.get("type") == operations.PARENT_UNWINDING or _undone_before(records)
     pending = _Pending()
     if todo and ctx.run.status is not RunStatus.COMPENSATING and not stack.unwinding(records):
         names = [r.name for r in todo]
         pending.events.append(ctx.event(ev.RunCompensating(error=cause, steps=names)))
         pending.change = RunChange(RunStatus.COMPENSATING, error=cause)
     for i, rec in enumerate(todo):
-        last = i == len(todo) - 1  # the last compensation's commit also ends the run
-        ending = (ending_event, RunChange(final, error=cause, release=True))
         seq = _seq_for(ctx, rec)
         started = ctx.rt.clock()
         if rec.kind is StepKind.CHILD:
-            child, error = await children.undo(ctx, rec)
+            child, error, count = await children.undo(ctx, rec)
             if error is children.WAIT:
                 await _wait_for_child(ctx, rec, seq, child, cause, pending)
                 return
             name = f"undo child {child}"
-            outcome = Outcome(error is None, None, error, 0, started)
+            outcome = Outcome(error is None, None, error, count, started)
+            undone = undone or count > 0
         else:
             name, outcome = await _run_compensation(ctx, rec, seq, started, pending)
-        if not await _record(
-            ctx, rec, seq, name, outcome, cause, pending, ending if last else None
-        ):
+            undone = True
+        last = i == len(todo) - 1  # the last compensation's commit also ends the run
+        ending = _ending(cause, cancelled, undone) if last else None
+        if not await _record(ctx, rec, seq, name, outcome, cause, pending, ending):
             return
     if not todo:
         events, _ = pending.take()
-        await ctx.checkpoint(
-            events=[*events, ctx.event(ending_event)],
-            change=RunChange(final, error=cause, release=True),
-        )
+        event, change = _ending(cause, cancelled, undone)
+        await ctx.checkpoint(events=[*events, ctx.event(event)], change=change)
 
 
-def _undone(rec: StepRecord) -> bool:
-    """Something was, or is, on the stack: the run ends COMPENSATED rather than FAILED."""
-    if rec.kind is StepKind.COMPENSATION:
-        return True
-    if rec.kind is not StepKind.STEP or not rec.compensable:
-        return False
-    return rec.status is StepStatus.SUCCEEDED or stack.unknown(rec)
+def _ending(cause: dict[str, Any], cancelled: bool, undone: bool) -> tuple[ev.Event, RunChange]:
+    event: ev.Event
+    if cancelled:
+        final, event = RunStatus.CANCELLED, ev.RunCancelled(error=cause)
+    elif undone:
+        final, event = RunStatus.COMPENSATED, ev.RunCompensated(error=cause)
+    else:
+        final, event = RunStatus.FAILED, ev.RunFailed(error=cause)
+    return event, RunChange(final, error=cause, release=True)
+
+
+def _undone_before(records: list[StepRecord]) -> bool:
+    """Something was undone by an earlier pass (before a crash, a wait or a retry).
+
+    A compensation of a step counts (done or skipped by hand); the undoing of a child counts
+    when compensations ran in it (their number is kept as the entry's attempts).
+    """
+    by_seq = {r.seq: r for r in records}
+    for rec in records:
+        if rec.kind is not StepKind.COMPENSATION:
+            continue
+        if rec.status not in (StepStatus.SUCCEEDED, StepStatus.SKIPPED):
+            continue
+        target = by_seq.get(rec.compensates_seq or 0)
+        if target is None or target.kind is not StepKind.CHILD or rec.attempts > 0:
+            return True
+    return False
 
 
 def _seq_for(ctx: RunContext, rec: StepRecord) -> int:
