@@ -19,6 +19,8 @@ import pytest
 
 from sagaline import Engine
 
+pytest_plugins = ["tests.pgcluster"]  # the private cluster for server-fault tests
+
 BACKENDS = ["sqlite", "postgres"]
 POSTGRES_URL = os.environ.get(
     "SAGALINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

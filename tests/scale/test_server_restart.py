@@ -1,41 +1,30 @@
 """The PostgreSQL server itself restarts mid-run: workers reconnect, runs continue.
 
-Restarts the local cluster with ``pg_ctlcluster`` (Debian's tool), as an operator would.
+The server is a private cluster of the test's own (``tests/pgcluster.py``), stopped with
+``-m immediate`` (as a crash would) and started again; the machine's own server is never
+touched.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from sagaline import Engine, RunStatus
-from tests.conftest import missing_service
+from tests.pgcluster import Cluster
 from tests.scale import fleet
 from tests.scale.test_workers import DEADLINE, Fleet, all_settled, assert_recorded_once, until
 
 
-def restart_command() -> list[str]:
-    tool = shutil.which("pg_ctlcluster")
-    versions = sorted(os.listdir("/etc/postgresql")) if Path("/etc/postgresql").is_dir() else []
-    if tool is None or not versions:
-        missing_service("restarting PostgreSQL needs Debian's pg_ctlcluster and a local cluster")
-    return [tool, "--skip-systemctl-redirect", versions[-1], "main", "restart"]
-
-
-async def server_ready() -> None:
+async def server_ready(url: str) -> None:
     """Wait until the restarted server accepts connections again."""
     import asyncpg
 
-    from tests.conftest import POSTGRES_URL
-
     for _ in range(600):
         try:
-            conn = await asyncpg.connect(POSTGRES_URL, timeout=2)
+            conn = await asyncpg.connect(url, timeout=2)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await asyncio.sleep(0.1)
             continue
@@ -45,12 +34,12 @@ async def server_ready() -> None:
 
 
 @pytest.mark.crash
-async def test_server_restart_mid_run(postgres_url: str, tmp_path: Path) -> None:
-    command = restart_command()
-    f = Fleet(postgres_url, tmp_path)
+async def test_server_restart_mid_run(private_postgres: Cluster, tmp_path: Path) -> None:
+    url = await private_postgres.new_database()
+    f = Fleet(url, tmp_path)
     try:
         workers = [f.spawn("--concurrency", "20") for _ in range(2)]
-        async with Engine(postgres_url, worker=False) as client:
+        async with Engine(url, worker=False) as client:
             ids = [f"r{i:03d}" for i in range(150)]
             for i, run_id in enumerate(ids):
                 await client.start(fleet.order, run_id, i % 5 == 0, run_id=run_id)
@@ -60,8 +49,8 @@ async def test_server_restart_mid_run(postgres_url: str, tmp_path: Path) -> None
 
             await until(some_done, "20 sagas shipped")
             shipped = len([e for e in f.entries() if e["action"] == "ship"])
-            await asyncio.to_thread(subprocess.run, command, check=True, timeout=120)
-            await server_ready()
+            await asyncio.to_thread(private_postgres.restart_immediately)
+            await server_ready(private_postgres.url)
             assert shipped < len(ids)  # the restart did land mid-run
             await until(lambda: all_settled(client, 150), "all sagas settled", DEADLINE)
             for i, run_id in enumerate(ids):

@@ -21,7 +21,7 @@ import asyncpg
 import pytest
 
 from sagaline import Engine, RunStatus
-from tests.conftest import POSTGRES_URL
+from tests.pgcluster import Cluster
 from tests.scale import fleet
 
 ROOT = Path(__file__).parents[2]
@@ -173,8 +173,9 @@ async def test_a_paused_worker_cannot_write_after_losing_its_lease(fleet_of: Fle
         assert first.poll() is None  # and it did not crash: it let the run go
 
 
-async def _terminate_sagaline_backends() -> int:
-    conn = await asyncpg.connect(POSTGRES_URL)
+async def _terminate_sagaline_backends(url: str) -> int:
+    """Only on the test's own private cluster: every sagaline backend there is ours."""
+    conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -186,32 +187,37 @@ async def _terminate_sagaline_backends() -> int:
 
 
 @pytest.mark.crash
-async def test_connections_terminated_every_second_for_20_seconds(fleet_of: Fleet) -> None:
-    f = fleet_of
-    workers = [f.spawn("--concurrency", "20") for _ in range(2)]
-    async with Engine(f.url, worker=False) as client:
-        ids = [f"t{i:03d}" for i in range(200)]
-        killed = 0
+async def test_connections_terminated_every_second_for_20_seconds(
+    private_postgres: Cluster, tmp_path: Path
+) -> None:
+    f = Fleet(await private_postgres.new_database(), tmp_path)
+    try:
+        workers = [f.spawn("--concurrency", "20") for _ in range(2)]
+        async with Engine(f.url, worker=False) as client:
+            ids = [f"t{i:03d}" for i in range(200)]
+            killed = 0
 
-        async def killer() -> None:
-            nonlocal killed
-            for _ in range(20):
-                killed += await _terminate_sagaline_backends()
-                await asyncio.sleep(1.0)
+            async def killer() -> None:
+                nonlocal killed
+                for _ in range(20):
+                    killed += await _terminate_sagaline_backends(private_postgres.url)
+                    await asyncio.sleep(1.0)
 
-        kill_task = asyncio.create_task(killer())
-        for i, run_id in enumerate(ids):
-            await client.start(fleet.order, run_id, i % 5 == 0, run_id=run_id)
-            await asyncio.sleep(0.05)  # spread the starts over the 20 seconds
-        await kill_task
-        await until(lambda: all_settled(client, 200), "all 200 sagas settled")
-        for i, run_id in enumerate(ids):
-            run = await client.get_run(run_id)
-            want = RunStatus.COMPENSATED if i % 5 == 0 else RunStatus.COMPLETED
-            assert run.status is want, (run_id, run.status, run.error)
-        await assert_recorded_once(client, ids)
-    assert killed >= 20
-    assert all(w.poll() is None for w in workers)  # no worker exited
+            kill_task = asyncio.create_task(killer())
+            for i, run_id in enumerate(ids):
+                await client.start(fleet.order, run_id, i % 5 == 0, run_id=run_id)
+                await asyncio.sleep(0.05)  # spread the starts over the 20 seconds
+            await kill_task
+            await until(lambda: all_settled(client, 200), "all 200 sagas settled")
+            for i, run_id in enumerate(ids):
+                run = await client.get_run(run_id)
+                want = RunStatus.COMPENSATED if i % 5 == 0 else RunStatus.COMPLETED
+                assert run.status is want, (run_id, run.status, run.error)
+            await assert_recorded_once(client, ids)
+        assert killed >= 20
+        assert all(w.poll() is None for w in workers)  # no worker exited
+    finally:
+        f.stop_all()
 
 
 async def test_queue_limit_holds_across_workers(fleet_of: Fleet) -> None:
