@@ -168,7 +168,11 @@ ON CONFLICT (key) DO UPDATE SET value = excluded.value
 SELECT pg_advisory_xact_lock(hashtext('sagaline.migrate.' || current_schema()))
 
 -- name: create_schema
+-- IF NOT EXISTS alone still races: two sessions both see no schema and one fails on the
+-- catalog's unique index. The lock (held to the end of this statement's transaction)
+-- makes the second wait, then find the schema.
 DO $$ BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('sagaline.schema.' || current_setting('sagaline.schema')));
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', current_setting('sagaline.schema'));
 END $$
 
