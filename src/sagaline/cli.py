@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from rich.markup import escape
 
 from sagaline.console import make_console, runs_table, styled_status, timeline_table
 from sagaline.engine.engine import Engine
@@ -46,7 +47,7 @@ def _run(url: str, action: Callable[[Engine], Awaitable[T]]) -> T:
     try:
         return asyncio.run(go())
     except SagalineError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -60,7 +61,7 @@ def demo(
     try:
         ok = asyncio.run(run_demo(db, console))
     except SagalineError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     raise typer.Exit(0 if ok else 1)
 
@@ -80,7 +81,9 @@ def list_runs(
             wanted = RunStatus(status.upper())
         except ValueError:
             names = ", ".join(s.value for s in RunStatus)
-            console.print(f"[red]error:[/red] unknown status {status!r}; use one of {names}")
+            console.print(
+                f"[red]error:[/red] unknown status {escape(repr(status))}; use one of {names}"
+            )
             raise typer.Exit(2) from None
     runs = _run(db, lambda e: e.list_runs(wanted, limit))
     console.print(runs_table(runs))
@@ -94,7 +97,7 @@ def show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
         run = await engine.get_run(run_id)
         console.print(timeline_table(run, await engine.history(run_id)))
         if run.error:
-            console.print(f"error: {run.error.get('message')}")
+            console.print(f"error: {escape(str(run.error.get('message')))}")
 
     _run(db, read)
 
@@ -103,14 +106,14 @@ def show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
 def cancel(run_id: str, db: DbOption = DEFAULT_DB) -> None:
     """Cancel a run: it stops at its next step and its completed steps are compensated."""
     run = _run(db, lambda e: e.cancel(run_id))
-    console.print(f"cancel requested for {run_id} (now {styled_status(run.status)})")
+    console.print(f"cancel requested for {escape(run_id)} (now {styled_status(run.status)})")
 
 
 @runs_app.command("retry")
 def retry(run_id: str, db: DbOption = DEFAULT_DB) -> None:
     """Try a parked run again (COMPENSATION_FAILED, FAILED_AFTER_PIVOT, BLOCKED)."""
     run = _run(db, lambda e: e.retry(run_id))
-    console.print(f"{run_id} will be retried by a worker (now {styled_status(run.status)})")
+    console.print(f"{escape(run_id)} will be retried by a worker (now {styled_status(run.status)})")
 
 
 @runs_app.command("skip")
@@ -122,7 +125,7 @@ def skip(
 ) -> None:
     """Mark a failed compensation as resolved by hand; unwinding then goes on."""
     run = _run(db, lambda e: e.skip_compensation(run_id, reason=reason, by=by))
-    console.print(f"compensation skipped for {run_id} (now {styled_status(run.status)})")
+    console.print(f"compensation skipped for {escape(run_id)} (now {styled_status(run.status)})")
 
 
 @runs_app.command("signal")
@@ -138,17 +141,19 @@ def signal(
     try:
         value = json.loads(payload)
     except json.JSONDecodeError as exc:
-        console.print(f"[red]error:[/red] --payload is not JSON ({exc}); quote it for the shell")
+        console.print(
+            f"[red]error:[/red] --payload is not JSON ({escape(str(exc))}); quote it for the shell"
+        )
         raise typer.Exit(2) from None
     _run(db, lambda e: e.signal(run_id, name, value))
-    console.print(f"signal {name!r} sent to {run_id}")
+    console.print(escape(f"signal {name!r} sent to {run_id}"))
 
 
 @db_app.command("migrate")
 def migrate(db: DbOption = DEFAULT_DB) -> None:
     """Create the schema or bring it up to date (engines also do this when they open)."""
     _run(db, lambda e: asyncio.sleep(0))
-    console.print(f"{db}: schema is up to date")
+    console.print(escape(f"{db}: schema is up to date"))
 
 
 @queues_app.command("limit")
@@ -161,7 +166,9 @@ def queue_limit(
 ) -> None:
     """Cap how many runs of QUEUE are in flight across all workers."""
     _run(db, lambda e: e.set_queue_limit(queue, limit))
-    console.print(f"queue {queue!r}: " + (f"at most {limit} in flight" if limit else "no limit"))
+    console.print(
+        escape(f"queue {queue!r}: " + (f"at most {limit} in flight" if limit else "no limit"))
+    )
 
 
 @queues_app.command("list")
@@ -169,7 +176,7 @@ def queue_list(db: DbOption = DEFAULT_DB) -> None:
     """Queues that have a concurrency limit."""
     limits = _run(db, lambda e: e.queue_limits())
     for name, limit in limits.items():
-        console.print(f"{name}\t{limit}")
+        console.print(escape(f"{name}\t{limit}"))
     if not limits:
         console.print("no queue has a limit")
 
@@ -208,7 +215,7 @@ def worker(
             )
         )
     except SagalineError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sagaline import Engine, RunFailedError
+from sagaline import Engine, NonRetryable, RetryPolicy, RunFailedError, step, workflow
 from tests.engine import sagas
 from tests.engine.sagas import Plan
 
@@ -120,3 +120,29 @@ def test_signal_from_the_shell_wakes_a_waiting_run(tmp_path: Path) -> None:
     assert asyncio.run(finish()) == d.Approval("ana", 9)
     shown = sagaline("runs", "show", "cli", "--db", url).stdout
     assert "SignalReceived" in shown and "SignalConsumed" in shown
+
+
+@step(name="cli.markup_step", retry=RetryPolicy(max_attempts=1))
+async def markup_step(text: str) -> str:
+    raise NonRetryable(text)
+
+
+@workflow(name="cli.markup")
+async def markup_saga(text: str) -> str:
+    return await markup_step(text)
+
+
+def test_user_text_is_shown_literally_never_as_markup(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'markup.db'}"
+    text = "card [/red] declined [bold]list[int][/bold]"
+
+    async def fill() -> None:
+        async with Engine(url) as engine:
+            with contextlib.suppress(RunFailedError):
+                await (await engine.start(markup_saga, text, run_id="m[1]")).result()
+
+    asyncio.run(fill())
+    listed = sagaline("runs", "list", "--db", url).stdout
+    shown = sagaline("runs", "show", "m[1]", "--db", url).stdout
+    assert "m[1]" in listed and text in listed.replace("\n", "")
+    assert text in shown.replace("\n", "")
