@@ -42,8 +42,9 @@ def _postgres_unreachable() -> str | None:
             _pg_problem.append("")
         except Exception as exc:
             _pg_problem.append(
-                f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc!r}); start it "
-                f"(pg_ctlcluster 15 main start) or set SAGALINE_TEST_POSTGRES_URL"
+                f"PostgreSQL at {POSTGRES_URL} is unreachable ({exc!r}); start it (the "
+                f"README's 'Scaling out on PostgreSQL' says how) or set "
+                f"SAGALINE_TEST_POSTGRES_URL"
             )
     return _pg_problem[0] or None
 
