@@ -15,9 +15,16 @@ from sagaline.engine.durable import (
     wait_for_signal,
 )
 from sagaline.engine.engine import Engine, RunHandle
+from sagaline.engine.event_waits import wait_for_event
+from sagaline.engine.handlers import on
+from sagaline.engine.publish import publish
 from sagaline.engine.registry import StepDef, WorkflowDef, step, workflow
 from sagaline.engine.steps import StepInfo, step_info
+from sagaline.model.envelope import Event
 from sagaline.model.errors import (
+    BusError,
+    BusUnavailableError,
+    EventTimeoutError,
     InvalidNameError,
     InvalidOperationError,
     NonDeterminismError,
@@ -38,8 +45,12 @@ from sagaline.model.retry import RetryPolicy
 from sagaline.model.status import RunStatus
 
 __all__ = [
+    "BusError",
+    "BusUnavailableError",
     "ChildHandle",
     "Engine",
+    "Event",
+    "EventTimeoutError",
     "InvalidNameError",
     "InvalidOperationError",
     "NonDeterminismError",
@@ -62,12 +73,15 @@ __all__ = [
     "StepInfo",
     "WorkflowDef",
     "now",
+    "on",
     "patched",
+    "publish",
     "sleep",
     "start_child",
     "step",
     "step_info",
     "uuid4",
+    "wait_for_event",
     "wait_for_signal",
     "workflow",
 ]

@@ -16,11 +16,14 @@ from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
+from sagaline.engine.handlers import HandlerDef, get_handler
 from sagaline.engine.runtime import Runtime
-from sagaline.model import stack
+from sagaline.model import envelope, stack
+from sagaline.model import events as ev
 from sagaline.model.errors import (
     DatabaseUnavailableError,
     NonDeterminismError,
+    PayloadError,
     SagalineError,
 )
 from sagaline.model.events import Event
@@ -29,12 +32,14 @@ from sagaline.model.records import (
     Checkpoint,
     NewEvent,
     NewRun,
+    OutboxMessage,
     RunChange,
     RunRecord,
     SignalRecord,
     StepRecord,
 )
-from sagaline.model.status import StepKind, StepStatus
+from sagaline.model.retry import RetryPolicy
+from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 _current: ContextVar[RunContext | None] = ContextVar("sagaline_run", default=None)
 _branch: ContextVar[_Branch | None] = ContextVar("sagaline_branch", default=None)
@@ -96,6 +101,9 @@ class _Branch:
     ctx: RunContext
 
 
+FAILURE_ENDS = frozenset({RunStatus.FAILED, RunStatus.COMPENSATED, RunStatus.CANCELLED})
+"""The ends of a handler's run that publish its ``on_failure`` event."""
+
 # A rejected checkpoint is tried this many times (without running anything again) before
 # the run is parked with the database's message.
 REJECTED_TRIES = 3
@@ -135,6 +143,10 @@ class RunContext:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self.publishes: list[tuple[StepRecord, OutboxMessage]] = []
+        """Events the workflow published, with their rows, riding the next checkpoint."""
+        self.handler: HandlerDef | None = get_handler(run.workflow)
+        self._trigger: envelope.Event[Any] | None = None
 
     def activate(self) -> tuple[object, object]:
         branch = _Branch(self.root, asyncio.current_task(), self)
@@ -159,6 +171,68 @@ class RunContext:
         """``event`` stamped with the engine's clock, as it is written."""
         return NewEvent(event, self.rt.clock(), seq)
 
+    # -- choreography ----------------------------------------------------------------------
+
+    def trigger(self) -> envelope.Event[Any] | None:
+        """The event that started this run, when it is a handler's (data as plain JSON)."""
+        if self.handler is not None and self._trigger is None:
+            try:
+                args = self.rt.codec.decode(self.run.input, list[envelope.Event[Any]], "event")
+            except PayloadError:
+                return None
+            self._trigger = args[0] if args else None
+        return self._trigger
+
+    def service(self) -> str | None:
+        if self.handler is not None:
+            return self.handler.service_in(self.rt.service)
+        return self.rt.service
+
+    def retry_policy(self, policy: RetryPolicy, given: bool) -> RetryPolicy:
+        """A step's policy: its own, else its handler's ``retry=``, else the default."""
+        if given or self.handler is None or self.handler.retry is None:
+            return policy
+        return self.handler.retry
+
+    def published(self, messages: Iterable[OutboxMessage], seq: int | None) -> list[NewEvent]:
+        """The audit trail's record of each message, for the commit that carries it."""
+        return [
+            self.event(ev.EventPublished(topic=m.topic, message_id=m.id), seq) for m in messages
+        ]
+
+    def publish_later(self, call: Call, row: StepRecord, message: OutboxMessage) -> None:
+        """A workflow's publish: recorded now for replay, committed with the next checkpoint
+        (which every run makes before it ends, waits or hands over)."""
+        self.publishes.append((row, message))
+        self.history.record(call.branch, call.pos, row)
+        cursor = self.cursor()
+        cursor.time = max(cursor.time, row.finished_at)
+
+    def _failure_event(self, change: RunChange) -> OutboxMessage | None:
+        handler = self.handler
+        if handler is None or handler.on_failure is None or change.status not in FAILURE_ENDS:
+            return None
+        trigger = self.trigger()
+        error = change.error or {}
+        data = {
+            "error": {
+                "type": error.get("type", change.status.value),
+                "message": error.get("message", ""),
+            },
+            "event": None if trigger is None else trigger.data,
+        }
+        at = self.rt.clock()
+        headers = envelope.headers(
+            correlation_id=trigger.correlation_id if trigger is not None else self.run.run_id,
+            causation_id=trigger.id if trigger is not None else None,
+            source=self.service(),
+            at=at,
+            traceparent=trigger.traceparent if trigger is not None else None,
+        )
+        body = self.rt.codec.encode(data, f"event {handler.on_failure!r}")
+        run_id = self.run.run_id
+        return OutboxMessage(f"{run_id}:on_failure", handler.on_failure, body, headers, at, run_id)
+
     async def checkpoint(
         self,
         steps: Iterable[StepRecord] = (),
@@ -167,6 +241,7 @@ class RunContext:
         new_runs: Iterable[NewRun] = (),
         consumed_signals: Iterable[tuple[int, int]] = (),
         unless_cancelled: bool = False,
+        outbox: Iterable[OutboxMessage] = (),
     ) -> None:
         """Commit progress under this worker's lease.
 
@@ -176,16 +251,24 @@ class RunContext:
             CheckpointRejected: the database kept refusing this checkpoint.
         """
         markers, self.pending_markers = self.pending_markers, []
+        publishes = list(self.publishes)
+        messages = [*(m for _, m in publishes), *outbox]
+        events = [*events, *self.published((m for _, m in publishes), None)]
+        failure = None if change is None else self._failure_event(change)
+        if failure is not None:
+            messages.append(failure)
+            events.append(self.event(ev.EventPublished(topic=failure.topic, message_id=failure.id)))
         cp = Checkpoint(
             self.run.run_id,
             self.rt.owner,
             self.run.lease_epoch,
-            [*markers, *steps],
-            list(events),
+            [*markers, *(row for row, _ in publishes), *steps],
+            events,
             change,
             list(new_runs),
             list(consumed_signals),
             self.run.parent_run_id,
+            messages,
             unless_cancelled and self.pivot is None,
         )
         for attempt in range(1, REJECTED_TRIES + 1):
@@ -203,8 +286,11 @@ class RunContext:
             self.request_cancel()
         if not result.landed:
             if cp.unless_cancelled and result.cancel_requested:
-                raise CancelRun()
+                raise CancelRun()  # the workflow's publishes stay pending, for the unwinding
             raise LostLease(self.run.run_id)
+        del self.publishes[: len(publishes)]
+        if messages:
+            self.rt.outbox_written()
         if change is not None and change.status.is_settled:
             self.settled = dataclasses.replace(
                 self.run,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid as uuidlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
@@ -93,7 +94,18 @@ async def wait_for_signal(
     consumed by exactly one wait. Raises:
         SignalTimeoutError: ``timeout`` passed first (the workflow may catch it).
     """
-    ctx = _ctx("wait_for_signal")
+    return await await_signal(_ctx("wait_for_signal"), name, timeout, type)
+
+
+async def await_signal(
+    ctx: RunContext,
+    name: str,
+    timeout: timedelta | float | None,
+    type: Any,
+    before_waiting: Callable[[], Awaitable[None]] | None = None,
+) -> Any:
+    """``wait_for_signal``'s durable call; ``before_waiting`` runs (again) whenever the
+    wait is not yet answered by its history, before a kept signal is looked for."""
     call = ctx.begin(StepKind.SIGNAL, name)
     codec = ctx.rt.codec
     rec = call.recorded
@@ -107,6 +119,8 @@ async def wait_for_signal(
     else:
         started = ctx.rt.clock()
         deadline = None if timeout is None else started + _seconds(timeout)
+    if before_waiting is not None:
+        await before_waiting()
     signal = take_signal(ctx.signals, name)
     if signal is not None:
         done = ctx.row(

@@ -12,13 +12,18 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 
+from sagaline.bus import Bus, open_bus
+from sagaline.engine.choreography import BusLink, outside_message
 from sagaline.engine.commit import Batcher, GroupCommitter
+from sagaline.engine.event_waits import signal_name
+from sagaline.engine.handlers import handlers_of
 from sagaline.engine.registry import WorkflowDef, get_workflow, workflow_names
 from sagaline.engine.runtime import Runtime
 from sagaline.engine.wake import wait_event
 from sagaline.engine.worker import Worker, new_owner_id
 from sagaline.model import operations
 from sagaline.model.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec
+from sagaline.model.envelope import Event
 from sagaline.model.errors import (
     InvalidOperationError,
     PayloadError,
@@ -101,6 +106,15 @@ class Engine:
             :class:`sagaline.testing.FakeClock` makes a 30-day sleep take milliseconds.
             Leases are always judged by the database's own clock.
         max_payload_bytes: the largest encoded input, result or argument list.
+        bus: the message bus for choreography: ``nats://host:4222`` (JetStream),
+            ``amqp://user:pass@host:5672/`` (RabbitMQ), or an embedded broker in a database,
+            ``sqlite:///path/bus.db`` or ``postgresql://...``. With a bus, the engine relays
+            its outbox and (with its worker) runs the ``@sagaline.on`` handlers of its
+            service. The engine opens even while the broker is down; events wait.
+        service: the service this process is (the source of its events; the handlers it
+            runs); default: every handler's own.
+        correlation_field: for messages from producers that are not sagaline: the field of
+            their JSON data that holds the correlation id (``"order_id"``).
         store: a ready-made (unopened) store instead of one built from ``url``, for
             instance a fault-injecting wrapper from :mod:`sagaline.testing`.
     """
@@ -118,6 +132,9 @@ class Engine:
         sync_threads: int = 32,
         queues: Sequence[str] = ("default",),
         clock: Callable[[], float] | None = None,
+        bus: str | None = None,
+        service: str | None = None,
+        correlation_field: str | None = None,
     ) -> None:
         if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
             raise SagalineError(
@@ -139,6 +156,13 @@ class Engine:
         self._settled: dict[str, asyncio.Event] = {}
         self._final: dict[str, RunRecord] = {}
         self._creates: Batcher[tuple[NewRun, str | None], tuple[RunRecord, bool]] | None = None
+        if service is not None:
+            check_name("service", service)
+        self.service = service
+        self.bus_url = bus
+        self._bus: Bus | None = open_bus(bus) if bus is not None else None
+        self._correlation_field = correlation_field
+        self._link: BusLink | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -175,14 +199,34 @@ class Engine:
                 rt, self._concurrency, self._poll_interval, self._notify, self._queues
             )
             rt.wake = self._worker.wake
+            rt.service = self.service
             await self._warn_unknown_workflows()
             await self._worker.start()
             subscribe = getattr(self._clock, "subscribe", None)
             if callable(subscribe):
                 subscribe(self._worker.wake)  # a fake clock's jumps wake the worker
+        if self._bus is not None:
+            self._link = BusLink(
+                self._bus,
+                store,
+                service=self.service,
+                handlers=handlers_of(self.service) if self._embed_worker else [],
+                start=self._start_handler,
+                signal=self._signal_event,
+                clock=self._clock,
+                correlation_field=self._correlation_field,
+                prefetch=min(self._concurrency, 256),
+            )
+            if self._worker is not None:
+                self._worker.rt.outbox_written = self._link.outbox_written
+                self._worker.rt.watch_event = self._link.watch_event
+            self._link.start()
 
     async def aclose(self, drain_seconds: float = 0.0) -> None:
         """Close; with ``drain_seconds``, running runs first finish their current step."""
+        link, self._link = self._link, None
+        if link is not None:
+            await link.aclose()  # no new deliveries; the outbox keeps what is not sent
         worker, self._worker = self._worker, None
         if worker is not None:
             await worker.stop(drain_seconds)
@@ -227,6 +271,57 @@ class Engine:
                         run.status.value,
                         run.workflow,
                     )
+
+    # -- choreography ---------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        payload: Any,
+        *,
+        correlation_id: str | None = None,
+        key: str | None = None,
+    ) -> str:
+        """Publish an event from outside any run: one outbox commit; returns its id.
+
+        The relay sends it once the bus is reachable. ``correlation_id`` names the saga it
+        belongs to (default: a new one, the message's own id).
+
+        Raises:
+            InvalidNameError: a bad topic, correlation id or key.
+            PayloadError: ``payload`` cannot be encoded (nothing is published).
+        """
+        message = outside_message(
+            self.codec, topic, payload, correlation_id, key, self.service, self._clock()
+        )
+        await self.store.append_outbox([message])
+        if self._link is not None:
+            self._link.outbox_written()
+        return message.id
+
+    async def bus_ready(self, timeout: float | None = 30.0) -> None:
+        """Wait until the bus is connected and every handler of this engine subscribed
+        (events published from now on reach them). For tests and startup scripts."""
+        if self._link is None:
+            raise SagalineError("this engine has no bus; give it one: Engine(url, bus=...)")
+        await self._link.ready(timeout)
+
+    async def outbox_size(self) -> int:
+        """Events written but not yet confirmed by the broker."""
+        return await self.store.outbox_size()
+
+    async def _signal_event(self, run_id: str, topic: str, event: Event[Any]) -> bool:
+        name = signal_name(topic, event.correlation_id)
+        try:
+            await self.signal(run_id, name, event)
+        except (RunNotFoundError, InvalidOperationError):
+            return False  # it ended (or is unwinding): it waits for nothing any more
+        return True
+
+    async def _start_handler(
+        self, wdef: WorkflowDef[Any, Any], event: Event[Any], run_id: str
+    ) -> object:
+        return await self.start(wdef, event, run_id=run_id)
 
     # -- starting and waiting -------------------------------------------------------------
 

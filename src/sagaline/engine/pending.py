@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sagaline.model.records import NewEvent, RunChange
+from sagaline.model.records import NewEvent, OutboxMessage, RunChange
 
 
 class Pending:
@@ -16,6 +16,8 @@ class Pending:
     def __init__(self) -> None:
         self.events: list[NewEvent] = []
         self.change: RunChange | None = None
+        self.outbox: list[OutboxMessage] = []
+        """What the compensation that just succeeded published: sent with its end."""
 
     def take(self) -> tuple[list[NewEvent], RunChange | None]:
         events, change = self.events, self.change

@@ -70,6 +70,8 @@ class StepDef(Generic[P, R]):
         self.name = name or _default_name(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.retry = retry or DEFAULT_STEP_RETRY
+        self.retry_given = retry is not None
+        """False: a handler's ``retry=`` may stand in for the default policy."""
         self.timeout = timeout
         self.pivot = pivot
         self.compensate_unknown = compensate_unknown

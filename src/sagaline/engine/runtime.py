@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from random import random
@@ -25,3 +25,10 @@ class Runtime:
     rand: Callable[[], float] = field(default=random)
     wake: Callable[[], None] = field(default=lambda: None)
     """Tell this process's worker that a run became claimable (a child asked to unwind)."""
+    service: str | None = None
+    """The service this engine runs (``Engine(service=...)``): the source of its events."""
+    outbox_written: Callable[[], None] = field(default=lambda: None)
+    """Tell the relay that a commit put events in the outbox."""
+    watch_event: Callable[[str, str, str], Awaitable[None]] | None = None
+    """Record that a run waits for (topic, correlation id) and make sure the bus link
+    listens to the topic; None: this engine has no bus."""

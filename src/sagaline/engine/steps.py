@@ -22,7 +22,7 @@ from sagaline.engine.context import CancelRun, RunContext, RunInterrupted
 from sagaline.model import events as ev
 from sagaline.model.errors import PayloadError, SagalineError, StepFailedError
 from sagaline.model.history import Call
-from sagaline.model.records import NewEvent, StepRecord
+from sagaline.model.records import NewEvent, OutboxMessage, StepRecord
 from sagaline.model.status import StepKind, StepStatus
 
 if TYPE_CHECKING:
@@ -61,6 +61,9 @@ class _Running:
     compensation: bool
     attempt: int = 1
     token: Any = None
+    outbox: list[OutboxMessage] = dataclasses.field(default_factory=list)
+    """Events this attempt published; they go out with the step's end, if it succeeds."""
+    published: int = 0
 
     def snapshot(self) -> StepInfo:
         return StepInfo(self.run_id, self.step, self.seq, self.attempt, self.key, self.compensation)
@@ -78,6 +81,11 @@ def step_info() -> StepInfo:
             "of a @step (or its compensation) while a workflow runs it"
         )
     return running.snapshot()
+
+
+def current_step() -> _Running | None:
+    """The step or compensation running in this task or thread, if any."""
+    return _running.get()
 
 
 def enter(run_id: str, step: str, seq: int, key: str, compensation: bool) -> _Running:
@@ -130,6 +138,7 @@ async def _run(
 
     async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
         running.attempt = attempt + 1
+        running.outbox.clear()  # what a failed attempt published never goes out
         if delay > WATCH_AFTER and not watchers:
             watchers.append(asyncio.create_task(_watch_for_cancel(ctx)))
         failed = ctx.event(
@@ -154,7 +163,7 @@ async def _run(
             sdef.is_async,
             call_args,
             call_kwargs,
-            sdef.retry,
+            ctx.retry_policy(sdef.retry, sdef.retry_given),
             sdef.timeout,
             on_failure,
             interrupt=ctx.interrupt,
@@ -189,7 +198,8 @@ async def _run(
     else:
         failed_event = ev.StepFailed(step=sdef.name, attempts=outcome.attempts, error=error)
         event = ctx.event(failed_event, seq)
-    await ctx.finish(call, rec, *pending_start(), event)
+    outbox = running.outbox if outcome.ok else []
+    await ctx.finish(call, rec, *pending_start(), event, *ctx.published(outbox, seq), outbox=outbox)
     return rec
 
 

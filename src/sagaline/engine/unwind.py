@@ -168,6 +168,7 @@ async def _run_compensation(
             ),
             seq,
         )
+        running.outbox.clear()  # what a failed attempt published never goes out
         await ctx.checkpoint(events=[*events, failed], change=change)
 
     try:
@@ -183,6 +184,8 @@ async def _run_compensation(
         )
     finally:
         steps.leave(running)
+    if outcome.ok:
+        pending.outbox = running.outbox
     return name, outcome
 
 
@@ -235,11 +238,12 @@ async def _record(
         succeeded = ev.CompensationSucceeded(
             step=rec.name, compensation=name, attempts=outcome.attempts
         )
-        done = [*events, ctx.event(succeeded, seq)]
+        outbox, pending.outbox = pending.outbox, []
+        done = [*events, ctx.event(succeeded, seq), *ctx.published(outbox, seq)]
         if ending is not None:
             done.append(ctx.event(ending[0]))
             change = ending[1]
-        await ctx.checkpoint(steps=[crec], events=done, change=change)
+        await ctx.checkpoint(steps=[crec], events=done, change=change, outbox=outbox)
         return True
     failure = {**detail, "error": outcome.error}
     await ctx.checkpoint(

@@ -118,7 +118,13 @@ class Codec:
 
         try:
             return self._decoder(type_).decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
+        except (
+            msgspec.DecodeError,
+            msgspec.ValidationError,
+            ValueError,
+            TypeError,
+            NotImplementedError,  # a type msgspec cannot decode to (``object``)
+        ) as exc:
             raise PayloadDecodeError(where, type_name(type_), str(exc)) from exc
 
     def _decoder(self, type_: Any) -> msgspec.json.Decoder[Any]:

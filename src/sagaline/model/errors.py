@@ -207,6 +207,21 @@ class SignalTimeoutError(SagalineError):
         super().__init__(f"run {run_id!r} waited for signal {name!r} and timed out")
 
 
+class EventTimeoutError(SagalineError):
+    """No matching event arrived before ``wait_for_event``'s timeout; the workflow may
+    catch it (or let it fail the run, which then compensates)."""
+
+    code = "event_timeout"
+
+    def __init__(self, topic: str, correlation_id: str, run_id: str) -> None:
+        self.topic = topic
+        self.correlation_id = correlation_id
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id!r} waited for event {topic!r} of saga {correlation_id!r} and timed out"
+        )
+
+
 class RunFailedError(SagalineError):
     code = "run_failed"
 
@@ -282,3 +297,19 @@ class LeaseLostError(SagalineError):
 
 class NonRetryable(Exception):
     """Raise a subclass of this from a step to fail it at once, without retries."""
+
+
+class BusError(SagalineError):
+    """The message bus refused or failed an operation, or its URL is wrong."""
+
+    code = "bus_error"
+
+
+class BusUnavailableError(BusError):
+    """The broker is unreachable or dropped the connection: worth retrying later.
+
+    A publish that raises this may still have reached the broker (the answer was lost);
+    message ids make the retry harmless.
+    """
+
+    code = "bus_unavailable"

@@ -169,6 +169,14 @@ class UndoRequested(Event):
     parent: str
 
 
+class EventPublished(Event):
+    """An event put in the outbox, in this same commit; the relay sends it to the bus."""
+
+    topic: str
+    message_id: str
+    step: str | None = None
+
+
 class Unknown(Event):
     """An event of a type this version does not know: ``name`` and ``data`` as stored."""
 
@@ -212,6 +220,7 @@ AnyEvent: TypeAlias = (
     | ChildStarted
     | ChildFinished
     | UndoRequested
+    | EventPublished
 )
 
 KNOWN: frozenset[str] = frozenset(cls.__name__ for cls in AnyEvent.__args__)

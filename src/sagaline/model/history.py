@@ -34,6 +34,7 @@ _REPLAYED = frozenset(
         StepKind.CHILD,
         StepKind.CHILD_RESULT,
         StepKind.PATCH,
+        StepKind.PUBLISH,
     }
 )
 

@@ -140,6 +140,23 @@ class NewEvent:
 
 
 @dataclass(frozen=True)
+class OutboxMessage:
+    """An event waiting in the outbox for the relay to put it on the bus.
+
+    Written in the same transaction as the checkpoint (or the user's SQL) that decided to
+    publish it, so a local commit and its event never part; ``id`` is the broker's message
+    id, so the relay may publish it again after a crash and the consumers see it once.
+    """
+
+    id: str
+    topic: str
+    body: bytes
+    headers: dict[str, str]
+    at: float
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
 class RunChange:
     """A new status for the run, with its output or error when it ends."""
 
@@ -176,6 +193,8 @@ class Checkpoint:
     """(signal id, seq of the wait that consumed it); each signal is consumed once."""
     parent_run_id: str | None = None
     """The run's parent, which a settling run must wake."""
+    outbox: list[OutboxMessage] = field(default_factory=list)
+    """Events to publish once this checkpoint lands (idempotent by message id)."""
     unless_cancelled: bool = False
     """Land only if no cancel was accepted for the run: a completion, or the start of a
     pivot, must lose to a cancel that came first. When refused this way the result has

@@ -62,5 +62,7 @@ class StepKind(StrEnum):
     CHILD = "child"
     """Starting a child workflow: recorded so that it happens once."""
     CHILD_RESULT = "child_result"
+    PUBLISH = "publish"
+    """An event a workflow published: recorded so that replay does not publish it again."""
     PATCH = "patch"
     """A version marker: this run took the code path of a named change."""

@@ -15,6 +15,7 @@ from sagaline.model.records import (
     EventRecord,
     NewRun,
     OperatorChange,
+    OutboxMessage,
     RunRecord,
     SignalRecord,
     StepRecord,
@@ -154,5 +155,33 @@ class Store(Protocol):
         Timestamps never decrease along the list, although a step's ``StepStarted`` (stamped
         when the step started) is written with its end, after events newer than it.
         """
+
+    async def append_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        """Put events in the outbox on their own (a publish from outside any run).
+
+        Idempotent by message id: an id already there is kept as it was.
+        """
+
+    async def claim_outbox(self, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+        """Up to ``limit`` outbox messages, oldest first, leased to the caller for
+        ``lease_seconds``: no other relay takes them until then. A relay that dies while
+        holding them only delays them by the lease."""
+
+    async def delete_outbox(self, ids: Sequence[str]) -> None:
+        """The broker confirmed these: they leave the outbox."""
+
+    async def outbox_size(self) -> int:
+        """Messages not yet confirmed by the broker."""
+
+    async def add_event_wait(self, run_id: str, topic: str, correlation_id: str) -> None:
+        """The run waits for an event on ``topic`` of this saga (idempotent)."""
+
+    async def drop_event_wait(self, run_id: str, topic: str, correlation_id: str) -> None: ...
+
+    async def event_waiters(self, topic: str, correlation_id: str) -> list[str]:
+        """The runs waiting for this event."""
+
+    async def event_wait_topics(self) -> list[str]:
+        """Every topic some run waits on: what a restarted engine subscribes to."""
 
     async def aclose(self) -> None: ...

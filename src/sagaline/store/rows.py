@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sagaline.model.records import EventRecord, RunRecord, StepRecord
+from sagaline.model.records import EventRecord, OutboxMessage, RunRecord, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 
@@ -59,4 +59,15 @@ def event_from_row(row: Any) -> EventRecord:
         type=row["type"],
         seq=row["seq"],
         data=json.loads(row["data"]),
+    )
+
+
+def outbox_from_row(row: Any) -> OutboxMessage:
+    return OutboxMessage(
+        id=row["id"],
+        topic=row["topic"],
+        body=bytes(row["body"]),
+        headers=json.loads(row["headers"]),
+        at=row["created_at"],
+        run_id=row["run_id"],
     )

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import asyncpg.exceptions as pgx
 
-from sagaline.model.records import Checkpoint, CommitResult, StepRecord
+from sagaline.model.records import Checkpoint, CommitResult, OutboxMessage, StepRecord
 from sagaline.model.status import RunStatus
 from sagaline.store.queries import load_queries
 from sagaline.store.statuses import SETTLED, values
@@ -92,6 +92,9 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     ]
     if events:
         await conn.executemany(_Q["insert_event"], events)
+    outbox = [m for cp in landed for m in cp.outbox]
+    if outbox:
+        await insert_outbox(conn, outbox)
     children = [
         (c.run_id, c.workflow, c.input, c.queue, c.parent_run_id, c.at, RunStatus.PENDING.value)
         for cp in landed
@@ -147,7 +150,7 @@ def _fast(batch: Sequence[Checkpoint]) -> bool:
     if len({cp.run_id for cp in batch}) != len(batch):
         return False
     for cp in batch:
-        if cp.new_runs or cp.consumed_signals:
+        if cp.new_runs or cp.consumed_signals or cp.outbox:
             return False
         ch = cp.change
         if ch is not None and (
@@ -201,4 +204,17 @@ def _step_params(run_id: str, s: StepRecord) -> tuple[Any, ...]:
         s.started_at,
         s.finished_at,
         s.branch,
+    )
+
+
+async def insert_outbox(conn: asyncpg.Connection, messages: Sequence[OutboxMessage]) -> None:
+    """One statement for all of them; a message id already there is kept as it is."""
+    await conn.execute(
+        _Q["insert_outbox"],
+        [m.id for m in messages],
+        [m.run_id for m in messages],
+        [m.topic for m in messages],
+        [json.dumps(m.headers) for m in messages],
+        [m.body for m in messages],
+        [m.at for m in messages],
     )

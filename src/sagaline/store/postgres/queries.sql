@@ -301,3 +301,36 @@ WITH v AS (
 )
 SELECT run_id, cancel_requested, (SELECT count(*) FROM s) AS steps, (SELECT count(*) FROM e)
 FROM fenced
+
+-- name: insert_outbox
+INSERT INTO outbox (id, run_id, topic, headers, body, created_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[],
+                     $6::float8[])
+ON CONFLICT (id) DO NOTHING;
+
+-- name: claim_outbox
+UPDATE outbox SET lease_until = clock_timestamp() + make_interval(secs => $2)
+WHERE seq IN (
+    SELECT seq FROM outbox WHERE lease_until <= clock_timestamp()
+    ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+RETURNING seq, id, run_id, topic, headers, body, created_at;
+
+-- name: delete_outbox
+DELETE FROM outbox WHERE id = ANY($1::text[]);
+
+-- name: outbox_size
+SELECT count(*) FROM outbox;
+
+-- name: add_event_wait
+INSERT INTO event_waits (topic, correlation_id, run_id) VALUES ($1, $2, $3)
+ON CONFLICT DO NOTHING;
+
+-- name: drop_event_wait
+DELETE FROM event_waits WHERE topic = $1 AND correlation_id = $2 AND run_id = $3;
+
+-- name: event_waiters
+SELECT run_id FROM event_waits WHERE topic = $1 AND correlation_id = $2;
+
+-- name: event_wait_topics
+SELECT DISTINCT topic FROM event_waits;

@@ -36,16 +36,17 @@ from sagaline.model.records import (
     EventRecord,
     NewRun,
     OperatorChange,
+    OutboxMessage,
     RunRecord,
     SignalRecord,
     StepRecord,
     new_run_record,
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
-from sagaline.store.postgres.batch import write, write_each
+from sagaline.store.postgres.batch import insert_outbox, write, write_each
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.queries import load_queries
-from sagaline.store.rows import event_from_row, run_from_row, step_from_row
+from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
 from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
 
 T = TypeVar("T")
@@ -375,6 +376,33 @@ class PostgresStore:
                     return await write_each(conn, batch)
         except TRANSIENT as exc:
             raise DatabaseUnavailableError(f"commit interrupted: {exc!r}") from exc
+
+    async def append_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        await self._retry(lambda conn: insert_outbox(conn, messages))
+
+    async def claim_outbox(self, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+        rows = await self._retry(lambda c: c.fetch(_Q["claim_outbox"], limit, lease_seconds))
+        return [outbox_from_row(r) for r in sorted(rows, key=lambda r: r["seq"])]
+
+    async def delete_outbox(self, ids: Sequence[str]) -> None:
+        await self._retry(lambda conn: conn.execute(_Q["delete_outbox"], list(ids)))
+
+    async def outbox_size(self) -> int:
+        return int(await self._retry(lambda conn: conn.fetchval(_Q["outbox_size"])))
+
+    async def add_event_wait(self, run_id: str, topic: str, correlation_id: str) -> None:
+        await self._retry(lambda c: c.execute(_Q["add_event_wait"], topic, correlation_id, run_id))
+
+    async def drop_event_wait(self, run_id: str, topic: str, correlation_id: str) -> None:
+        await self._retry(lambda c: c.execute(_Q["drop_event_wait"], topic, correlation_id, run_id))
+
+    async def event_waiters(self, topic: str, correlation_id: str) -> list[str]:
+        rows = await self._retry(lambda c: c.fetch(_Q["event_waiters"], topic, correlation_id))
+        return [r["run_id"] for r in rows]
+
+    async def event_wait_topics(self) -> list[str]:
+        rows = await self._retry(lambda c: c.fetch(_Q["event_wait_topics"]))
+        return [r["topic"] for r in rows]
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         ev = change.event

@@ -14,7 +14,13 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from sagaline.model.records import Checkpoint, CommitResult, RunChange, StepRecord
+from sagaline.model.records import (
+    Checkpoint,
+    CommitResult,
+    OutboxMessage,
+    RunChange,
+    StepRecord,
+)
 from sagaline.model.status import RunStatus
 from sagaline.store.queries import load_queries
 from sagaline.store.statuses import SETTLED, values
@@ -74,6 +80,9 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
     ]
     if events:
         conn.executemany(_Q["insert_event"], events)
+    outbox = [outbox_params(m) for cp in landed for m in cp.outbox]
+    if outbox:
+        conn.executemany(_Q["insert_outbox"], outbox)
     children = [
         {
             "run_id": c.run_id,
@@ -159,4 +168,15 @@ def _step_params(run_id: str, s: StepRecord) -> dict[str, Any]:
         "started_at": s.started_at,
         "finished_at": s.finished_at,
         "branch": s.branch,
+    }
+
+
+def outbox_params(m: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "run_id": m.run_id,
+        "topic": m.topic,
+        "headers": json.dumps(m.headers),
+        "body": m.body,
+        "at": m.at,
     }

@@ -178,3 +178,32 @@ SELECT * FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL ORDER BY i
 SELECT min(wake_at) FROM runs
 WHERE status = :suspended AND queue IN (SELECT value FROM json_each(:queues))
   AND workflow IN (SELECT value FROM json_each(:workflows))
+
+-- name: insert_outbox
+INSERT OR IGNORE INTO outbox (id, run_id, topic, headers, body, created_at)
+VALUES (:id, :run_id, :topic, :headers, :body, :at);
+
+-- name: claim_outbox
+UPDATE outbox SET lease_until = :until
+WHERE seq IN (SELECT seq FROM outbox WHERE lease_until <= :now ORDER BY seq LIMIT :limit)
+RETURNING seq, id, run_id, topic, headers, body, created_at;
+
+-- name: delete_outbox
+DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: outbox_size
+SELECT count(*) FROM outbox;
+
+-- name: add_event_wait
+INSERT OR IGNORE INTO event_waits (topic, correlation_id, run_id)
+VALUES (:topic, :correlation_id, :run_id);
+
+-- name: drop_event_wait
+DELETE FROM event_waits
+WHERE topic = :topic AND correlation_id = :correlation_id AND run_id = :run_id;
+
+-- name: event_waiters
+SELECT run_id FROM event_waits WHERE topic = :topic AND correlation_id = :correlation_id;
+
+-- name: event_wait_topics
+SELECT DISTINCT topic FROM event_waits;

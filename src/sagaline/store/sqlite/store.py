@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +30,7 @@ from sagaline.model.records import (
     NewEvent,
     NewRun,
     OperatorChange,
+    OutboxMessage,
     RunRecord,
     SignalRecord,
     StepRecord,
@@ -36,8 +38,8 @@ from sagaline.model.records import (
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.store.queries import load_queries
-from sagaline.store.rows import event_from_row, run_from_row, step_from_row
-from sagaline.store.sqlite.batch import write_batch, write_each
+from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
+from sagaline.store.sqlite.batch import outbox_params, write_batch, write_each
 from sagaline.store.sqlite.schema import migrate
 from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
 
@@ -297,6 +299,45 @@ class SqliteStore:
                 return await self._tx(lambda conn: write_each(conn, batch))
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O
             raise DatabaseUnavailableError(f"commit failed: {exc}") from exc
+
+    async def append_outbox(self, messages: Sequence[OutboxMessage]) -> None:
+        params = [outbox_params(m) for m in messages]
+        await self._tx(lambda conn: conn.executemany(_Q["insert_outbox"], params))
+
+    async def claim_outbox(self, limit: int, lease_seconds: float) -> list[OutboxMessage]:
+        now = time.time()  # every process on this file shares the machine's clock
+        params = {"now": now, "until": now + lease_seconds, "limit": limit}
+
+        def tx(conn: sqlite3.Connection) -> list[OutboxMessage]:
+            rows = conn.execute(_Q["claim_outbox"], params).fetchall()
+            return [outbox_from_row(r) for r in sorted(rows, key=lambda r: r["seq"])]
+
+        return await self._tx(tx)
+
+    async def delete_outbox(self, ids: Sequence[str]) -> None:
+        await self._tx(
+            lambda conn: conn.execute(_Q["delete_outbox"], {"ids": json.dumps(list(ids))})
+        )
+
+    async def outbox_size(self) -> int:
+        return int(await self._call(lambda c: c.execute(_Q["outbox_size"]).fetchone()[0]))
+
+    async def add_event_wait(self, run_id: str, topic: str, correlation_id: str) -> None:
+        key = {"run_id": run_id, "topic": topic, "correlation_id": correlation_id}
+        await self._tx(lambda conn: conn.execute(_Q["add_event_wait"], key))
+
+    async def drop_event_wait(self, run_id: str, topic: str, correlation_id: str) -> None:
+        key = {"run_id": run_id, "topic": topic, "correlation_id": correlation_id}
+        await self._tx(lambda conn: conn.execute(_Q["drop_event_wait"], key))
+
+    async def event_waiters(self, topic: str, correlation_id: str) -> list[str]:
+        key = {"topic": topic, "correlation_id": correlation_id}
+        rows = await self._call(lambda c: c.execute(_Q["event_waiters"], key).fetchall())
+        return [r[0] for r in rows]
+
+    async def event_wait_topics(self) -> list[str]:
+        rows = await self._call(lambda c: c.execute(_Q["event_wait_topics"]).fetchall())
+        return [r[0] for r in rows]
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         def tx(conn: sqlite3.Connection) -> RunRecord | None:
