@@ -20,6 +20,7 @@ from sagaline.engine.handlers import on
 from sagaline.engine.publish import publish
 from sagaline.engine.registry import StepDef, WorkflowDef, step, workflow
 from sagaline.engine.steps import StepInfo, step_info
+from sagaline.engine.transaction import Transaction
 from sagaline.model.envelope import Event
 from sagaline.model.errors import (
     BusError,
@@ -71,6 +72,7 @@ __all__ = [
     "StepDef",
     "StepFailedError",
     "StepInfo",
+    "Transaction",
     "WorkflowDef",
     "now",
     "on",

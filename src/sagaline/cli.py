@@ -198,8 +198,20 @@ def worker(
     drain_seconds: Annotated[
         float, typer.Option(help="On SIGTERM, how long runs may take to finish their step.")
     ] = 30.0,
+    bus: Annotated[
+        str | None,
+        typer.Option(
+            "--bus",
+            help="Message bus URL (nats://, amqp://, sqlite:///, postgresql://; env "
+            "SAGALINE_BUS): run the handlers and relay the outbox.",
+        ),
+    ] = os.environ.get("SAGALINE_BUS"),
+    service: Annotated[
+        str | None, typer.Option("--service", help="The service this worker is.")
+    ] = None,
 ) -> None:
-    """Run a long-lived worker that executes the imported workflows' runs."""
+    """Run a long-lived worker: the imported workflows' runs, and with --bus the
+    imported @sagaline.on handlers of its service and the outbox relay."""
     from sagaline.worker_process import run_worker
 
     try:
@@ -212,6 +224,8 @@ def worker(
                 lease_seconds,
                 console,
                 drain_seconds,
+                bus=bus,
+                service=service,
             )
         )
     except SagalineError as exc:

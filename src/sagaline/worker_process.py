@@ -12,8 +12,10 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from sagaline.engine.engine import Engine
+from sagaline.engine.handlers import handlers_of
 from sagaline.engine.registry import workflow_names
 from sagaline.model.errors import SagalineError
+from sagaline.model.urls import redact
 
 
 def import_modules(names: Sequence[str]) -> None:
@@ -37,24 +39,40 @@ async def run_worker(
     lease_seconds: float,
     console: Console,
     drain_seconds: float = 30.0,
+    *,
+    bus: str | None = None,
+    service: str | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then let runs finish the step they are in (up to
     ``drain_seconds``) and release them, so other workers resume them at once."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import_modules(imports)
     if not workflow_names():
-        raise SagalineError(f"no @workflow found in {', '.join(imports)}")
+        raise SagalineError(f"no @workflow or @sagaline.on handler found in {', '.join(imports)}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    engine = Engine(url, queues=queues, concurrency=concurrency, lease_seconds=lease_seconds)
+    engine = Engine(
+        url,
+        queues=queues,
+        concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        bus=bus,
+        service=service,
+    )
     await engine.open()
     try:
         console.print(
             f"worker serving {', '.join(queues)} on {url} with {len(workflow_names())} "
             f"workflow(s), up to {concurrency} runs at once"
         )
+        if bus is not None:
+            handled = ", ".join(sorted({h.topic for h in handlers_of(service)})) or "nothing"
+            console.print(
+                f"service {service or '(every handler its own)'} on bus {redact(bus)}: handling "
+                f"{handled}; relaying the outbox"
+            )
         await stop.wait()
         console.print(f"stopping: runs finish their current step (up to {drain_seconds:g} s)")
     finally:

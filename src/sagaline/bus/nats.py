@@ -42,6 +42,7 @@ from sagaline.bus.protocol import DeliveryHandler, Message, Subscription
 from sagaline.model.errors import BusError, BusUnavailableError
 from sagaline.model.names import check_name
 from sagaline.model.topics import check_topic
+from sagaline.model.urls import redact
 
 __all__ = ["NatsBus", "delete_namespace"]
 
@@ -70,7 +71,7 @@ class NatsBus:
     def __init__(self, url: str) -> None:
         self.url = url
         self._server, self._stream, self._prefix = _parse(url)
-        self._where = _shown(self._server)
+        self._where = redact(self._server)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._subs: set[_NatsSubscription] = set()
@@ -436,14 +437,14 @@ class _NatsDelivery:
 async def delete_namespace(url: str) -> None:
     """Delete the stream of ``url`` (and with it the groups' consumers); no error if absent."""
     server, stream, _ = _parse(url)
-    nc = await _connect(server, _shown(server), reconnect=False)
+    nc = await _connect(server, redact(server), reconnect=False)
     try:
         await nc.jetstream(timeout=REQUEST_TIMEOUT).delete_stream(stream)
     except nats.js.errors.NotFoundError:
         pass
     except _NATS_FAILURES as exc:
         raise BusUnavailableError(
-            f"cannot delete stream {stream!r} on {_shown(server)} ({_reason(exc)})"
+            f"cannot delete stream {stream!r} on {redact(server)} ({_reason(exc)})"
         ) from exc
     finally:
         await nc.close()
@@ -500,7 +501,7 @@ def _parse(url: str) -> tuple[str, str, str]:
     unknown = sorted(set(query) - {"stream", "prefix"})
     if parts.scheme != "nats" or not parts.hostname or unknown:
         raise BusError(
-            f"bad NATS URL {_shown(url)!r}: use nats://host:4222?stream=NAME&prefix=PREFIX "
+            f"bad NATS URL {redact(url)!r}: use nats://host:4222?stream=NAME&prefix=PREFIX "
             f"(both optional)" + (f"; unknown parameters {unknown}" if unknown else "")
         )
     stream = query.get("stream", ["SAGALINE"])[-1]
@@ -513,15 +514,6 @@ def _parse(url: str) -> tuple[str, str, str]:
             f"and '-' joined by dots"
         )
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), stream, prefix
-
-
-def _shown(url: str) -> str:
-    """``url`` fit for a message or a log: without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _consumer_name(group: str, topic: str) -> str:

@@ -34,6 +34,7 @@ from sagaline.model.errors import (
 from sagaline.model.names import check_name
 from sagaline.model.records import OutboxMessage
 from sagaline.model.topics import check_topic
+from sagaline.model.urls import redact
 from sagaline.store.protocol import Store
 
 log = logging.getLogger("sagaline.bus")
@@ -154,7 +155,10 @@ class BusLink:
                     await self._watch_topic(topic)
             except BusUnavailableError as exc:
                 log.warning(
-                    "bus %s unreachable (%s); trying again in %.1f s", self.bus.url, exc, delay
+                    "bus %s unreachable (%s); trying again in %.1f s",
+                    redact(self.bus.url),
+                    exc,
+                    delay,
                 )
                 for sub in self._subscriptions:
                     with contextlib.suppress(Exception):
@@ -167,7 +171,7 @@ class BusLink:
                 delay = min(delay * 2, 5.0)
                 continue
             except BusError as exc:
-                log.error("bus %s cannot be used: %s", self.bus.url, exc)
+                log.error("bus %s cannot be used: %s", redact(self.bus.url), exc)
                 return
             self._ready.set()
             self._written.set()

@@ -40,6 +40,7 @@ from sagaline.model.records import (
 )
 from sagaline.model.retry import RetryPolicy
 from sagaline.model.status import RunStatus, StepKind, StepStatus
+from sagaline.store.protocol import StoreTransaction
 
 _current: ContextVar[RunContext | None] = ContextVar("sagaline_run", default=None)
 _branch: ContextVar[_Branch | None] = ContextVar("sagaline_branch", default=None)
@@ -242,6 +243,7 @@ class RunContext:
         consumed_signals: Iterable[tuple[int, int]] = (),
         unless_cancelled: bool = False,
         outbox: Iterable[OutboxMessage] = (),
+        via: StoreTransaction | None = None,
     ) -> None:
         """Commit progress under this worker's lease.
 
@@ -250,8 +252,12 @@ class RunContext:
             CancelRun: ``unless_cancelled`` and a cancel was accepted first.
             CheckpointRejected: the database kept refusing this checkpoint.
         """
-        markers, self.pending_markers = self.pending_markers, []
-        publishes = list(self.publishes)
+        # A transactional step's transaction carries only that step's writes: what waits
+        # for the next commit keeps waiting, whatever becomes of that transaction.
+        markers: list[StepRecord] = []
+        if via is None:
+            markers, self.pending_markers = self.pending_markers, []
+        publishes = list(self.publishes) if via is None else []
         messages = [*(m for _, m in publishes), *outbox]
         events = [*events, *self.published((m for _, m in publishes), None)]
         failure = None if change is None else self._failure_event(change)
@@ -271,6 +277,12 @@ class RunContext:
             messages,
             unless_cancelled and self.pivot is None,
         )
+        if via is not None:  # a transactional step's own transaction: one try, the caller's
+            result = await via.write(cp)
+            if not result.landed:
+                raise LostLease(self.run.run_id)  # rolls the transaction back
+            self._landed(cp, change, len(publishes), messages)
+            return
         for attempt in range(1, REJECTED_TRIES + 1):
             try:
                 result = await self.rt.committer.commit(cp)
@@ -288,7 +300,16 @@ class RunContext:
             if cp.unless_cancelled and result.cancel_requested:
                 raise CancelRun()  # the workflow's publishes stay pending, for the unwinding
             raise LostLease(self.run.run_id)
-        del self.publishes[: len(publishes)]
+        self._landed(cp, change, len(publishes), messages)
+
+    def _landed(
+        self,
+        cp: Checkpoint,
+        change: RunChange | None,
+        published: int,
+        messages: list[OutboxMessage],
+    ) -> None:
+        del self.publishes[:published]
         if messages:
             self.rt.outbox_written()
         if change is not None and change.status.is_settled:
@@ -377,6 +398,10 @@ class RunContext:
     async def finish(self, call: Call, rec: StepRecord, *events: NewEvent, **extra: Any) -> None:
         """Commit a call's outcome, then let replay within this execution see it."""
         await self.checkpoint(steps=[rec], events=events, **extra)
+        self.recorded(call, rec)
+
+    def recorded(self, call: Call, rec: StepRecord) -> None:
+        """A call's outcome has been committed: replay within this execution sees it."""
         self.history.record(call.branch, call.pos, rec)
         cursor = self.cursor()
         cursor.time = max(cursor.time, rec.finished_at)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
+from sagaline.engine.transaction import Transaction
 from sagaline.model.codec import Signature
 from sagaline.model.cron import Cron
 from sagaline.model.errors import (
@@ -65,6 +66,7 @@ class StepDef(Generic[P, R]):
         timeout: float | None,
         pivot: bool,
         compensate_unknown: bool = False,
+        transactional: bool = False,
     ) -> None:
         self.fn = fn
         self.name = name or _default_name(fn)
@@ -75,7 +77,14 @@ class StepDef(Generic[P, R]):
         self.timeout = timeout
         self.pivot = pivot
         self.compensate_unknown = compensate_unknown
-        self.signature = Signature(fn, f"step {self.name!r}")
+        self.transactional = transactional
+        if transactional and (not self.is_async or not inspect.signature(fn).parameters):
+            raise DefinitionError(
+                f"step {self.name!r}: a transactional step is an `async def` whose first "
+                f"parameter receives the transaction: `async def {fn.__name__}(tx: "
+                f"sagaline.Transaction, ...)`"
+            )
+        self.signature = Signature(fn, f"step {self.name!r}", skip_first=transactional)
         self.compensation: CompensationDef | None = None
         if timeout is not None and timeout <= 0:
             raise DefinitionError(f"step {self.name!r}: timeout must be positive seconds")
@@ -177,6 +186,12 @@ class _StepDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> StepDef[P, R]: ...
 
 
+class _TransactionalStepDecorator(Protocol):
+    def __call__(
+        self, fn: Callable[Concatenate[Transaction, P], Awaitable[R]], /
+    ) -> StepDef[P, R]: ...
+
+
 @overload
 def step(fn: Callable[P, Awaitable[R]], /) -> StepDef[P, R]: ...
 @overload
@@ -189,6 +204,17 @@ def step(
     timeout: float | None = None,
     pivot: bool = False,
     compensate_unknown: bool = False,
+    transactional: Literal[True],
+) -> _TransactionalStepDecorator: ...
+@overload
+def step(
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float | None = None,
+    pivot: bool = False,
+    compensate_unknown: bool = False,
+    transactional: Literal[False] = False,
 ) -> _StepDecorator: ...
 
 
@@ -201,6 +227,7 @@ def step(
     timeout: float | None = None,
     pivot: bool = False,
     compensate_unknown: bool = False,
+    transactional: bool = False,
 ) -> Any:
     """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``.
 
@@ -208,6 +235,11 @@ def step(
     ran out of time. When the last attempt timed out, the step fails; with
     ``compensate_unknown=True`` its compensation is still pushed on the stack (called with
     ``None`` for the result it never returned), so unwinding undoes whatever it may have done.
+
+    ``transactional=True``: the step's first parameter receives a
+    :class:`sagaline.Transaction` on the engine's own database; the step's SQL, the events
+    it publishes and its recorded result commit in one transaction — exactly once. The
+    step is called without that argument: ``await reserve(sku)``.
     """
     if name is not None:
         check_name("@step name", name)
@@ -220,6 +252,7 @@ def step(
             timeout=timeout,
             pivot=pivot,
             compensate_unknown=compensate_unknown,
+            transactional=transactional,
         )
         _register(_steps, "step", definition.name, definition)
         return definition

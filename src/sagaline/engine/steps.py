@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sagaline.engine.attempts import call_with_retries
 from sagaline.engine.context import CancelRun, RunContext, RunInterrupted
+from sagaline.engine.transaction import Transaction
 from sagaline.model import events as ev
 from sagaline.model.errors import PayloadError, SagalineError, StepFailedError
 from sagaline.model.history import Call
@@ -155,11 +156,20 @@ async def _run(
         row = _record(ctx, sdef, call, StepStatus.RUNNING, data, None, None, 0, started_at)
         shown.append(asyncio.ensure_future(_show(ctx, row, pending_start())))
 
+    committed: list[StepRecord] = []
+    fn = sdef.fn
+    if sdef.transactional:
+
+        async def fn(*args: Any, **kwargs: Any) -> Any:
+            return await _transactional_attempt(
+                ctx, sdef, call, data, started, started_at, running, committed, args, kwargs
+            )
+
     later = None if sdef.pivot else asyncio.get_running_loop().call_later(VISIBLE_AFTER, show)
     try:
         outcome = await call_with_retries(
             ctx.rt,
-            sdef.fn,
+            fn,
             sdef.is_async,
             call_args,
             call_kwargs,
@@ -181,6 +191,9 @@ async def _run(
             await ctx.checkpoint(events=pending)
         ctx.check_boundary()  # raises: cancelled, draining
         raise CancelRun()
+    if outcome.ok and committed:  # the step's own transaction recorded it already
+        ctx.recorded(call, committed[0])
+        return committed[0]
     output: bytes | None = None
     if outcome.ok:
         try:
@@ -201,6 +214,37 @@ async def _run(
     outbox = running.outbox if outcome.ok else []
     await ctx.finish(call, rec, *pending_start(), event, *ctx.published(outbox, seq), outbox=outbox)
     return rec
+
+
+async def _transactional_attempt(
+    ctx: RunContext,
+    sdef: StepDef[Any, Any],
+    call: Call,
+    data: bytes,
+    started: list[NewEvent],
+    started_at: float,
+    running: _Running,
+    committed: list[StepRecord],
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+) -> Any:
+    """One attempt: the user's SQL and the step's checkpoint, one transaction. Anything
+    that fails on the way (the SQL, the result's encoding, the lease) rolls all of it back
+    and the attempt counts as failed."""
+    async with ctx.rt.store.transaction() as stx:
+        value = await sdef.fn(Transaction(stx), *args, **kwargs)
+        output = ctx.rt.codec.encode(value, f"step {sdef.name!r} result")
+        ctx.done_index += 1
+        rec = _record(
+            ctx, sdef, call, StepStatus.SUCCEEDED, data, output, None, running.attempt, started_at
+        )
+        succeeded = ev.StepSucceeded(step=sdef.name, attempts=running.attempt)
+        outbox = list(running.outbox)
+        events = [*started, ctx.event(succeeded, call.seq), *ctx.published(outbox, call.seq)]
+        await ctx.checkpoint(steps=[rec], events=events, outbox=outbox, via=stx)
+    started.clear()
+    committed.append(rec)
+    return value
 
 
 async def _watch_for_cancel(ctx: RunContext) -> None:

@@ -142,9 +142,11 @@ class Signature:
     recovered workflow gets them back decoded to each parameter's annotated type.
     """
 
-    def __init__(self, fn: Callable[..., Any], owner: str) -> None:
+    def __init__(self, fn: Callable[..., Any], owner: str, skip_first: bool = False) -> None:
         self.owner = owner
         self._sig = inspect.signature(fn)
+        if skip_first:  # a transactional step's transaction: given by the engine, not stored
+            self._sig = self._sig.replace(parameters=list(self._sig.parameters.values())[1:])
         try:
             hints = _type_hints(fn)
         except Exception as exc:

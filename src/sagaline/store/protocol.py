@@ -7,7 +7,8 @@ otherwise. Leases are judged by the database's clock, never the caller's.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 from sagaline.model.records import (
     Checkpoint,
@@ -21,6 +22,17 @@ from sagaline.model.records import (
     StepRecord,
 )
 from sagaline.model.status import RunStatus
+
+
+class StoreTransaction(Protocol):
+    """An open transaction of the store's database, for a transactional step."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    async def write(self, cp: Checkpoint) -> CommitResult:
+        """``cp`` inside this transaction, fenced by its lease like any checkpoint."""
 
 
 class Store(Protocol):
@@ -183,5 +195,15 @@ class Store(Protocol):
 
     async def event_wait_topics(self) -> list[str]:
         """Every topic some run waits on: what a restarted engine subscribes to."""
+
+    def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
+        """A transaction of its own (not a group commit's): committed when the block ends,
+        rolled back when it raises. The user's SQL of a transactional step and the step's
+        checkpoint land together or not at all.
+
+        Raises:
+            DatabaseUnavailableError: it could not begin or commit (the database is locked
+                or unreachable).
+        """
 
     async def aclose(self) -> None: ...

@@ -68,6 +68,13 @@ async def _write_fast(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) -> 
     ]
 
 
+async def write_checkpoints(
+    conn: asyncpg.Connection, batch: Sequence[Checkpoint]
+) -> list[CommitResult]:
+    """The batch inside the caller's transaction (a transactional step's)."""
+    return await _write_steps(conn, batch)
+
+
 async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) -> list[CommitResult]:
     """A few set-based statements, the fence first: a checkpoint whose writer lost the
     lease matches nothing there, and nothing of it is written; nor of one that lands only

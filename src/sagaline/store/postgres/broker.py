@@ -20,11 +20,12 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from sagaline.model.errors import BusError, BusUnavailableError, DatabaseError
+from sagaline.model.urls import redact
 from sagaline.store.postgres.store import TRANSIENT, parse_url
 from sagaline.store.queries import load_queries
 
@@ -165,7 +166,7 @@ class PostgresBroker:
         try:
             self._dsn, self._schema = parse_url(url)
         except DatabaseError as exc:  # its message quotes the URL, password and all
-            raise BusError(str(exc).replace(url, _redact(url))) from exc
+            raise BusError(str(exc).replace(url, redact(url))) from exc
         self.where = _describe(self._dsn, self._schema)
         self._settings = {"application_name": "sagaline-bus"}
         if self._schema:
@@ -364,14 +365,6 @@ class PostgresBroker:
             finally:
                 with contextlib.suppress(Exception):
                     await conn.close(timeout=1)
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _describe(dsn: str, schema: str | None) -> str:

@@ -20,6 +20,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -45,6 +46,8 @@ from sagaline.model.records import (
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.store.postgres.batch import insert_outbox, write, write_each
 from sagaline.store.postgres.schema import migrate
+from sagaline.store.postgres.transaction import transaction
+from sagaline.store.protocol import StoreTransaction
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
 from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
@@ -122,6 +125,9 @@ class PostgresStore:
             ) from exc
         async with self._pool.acquire() as conn, conn.transaction():
             await migrate(conn, self._dsn)
+
+    def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
+        return transaction(self._p())
 
     async def aclose(self) -> None:
         if self._listener is not None:

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,10 +38,12 @@ from sagaline.model.records import (
     new_run_record,
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
+from sagaline.store.protocol import StoreTransaction
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
 from sagaline.store.sqlite.batch import outbox_params, write_batch, write_each
 from sagaline.store.sqlite.schema import migrate
+from sagaline.store.sqlite.transaction import TransactionConnection
 from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
 
 T = TypeVar("T")
@@ -72,6 +75,7 @@ class SqliteStore:
         self.path = path_from_url(url)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sagaline-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._transactions: TransactionConnection | None = None
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -110,7 +114,15 @@ class SqliteStore:
 
         self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, connect)
 
+    def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
+        if self._transactions is None:
+            self._transactions = TransactionConnection(self.path)
+        return self._transactions.transaction()
+
     async def aclose(self) -> None:
+        transactions, self._transactions = self._transactions, None
+        if transactions is not None:
+            await transactions.aclose()
         conn, self._conn = self._conn, None
         if conn is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, conn.close)
