@@ -68,6 +68,10 @@ async def run_worker(
             f"workflow(s), up to {concurrency} runs at once"
         )
         if bus is not None:
+            try:
+                await engine.bus_ready(timeout=10)
+            except TimeoutError:
+                console.print("the bus is unreachable for now; events wait in the outbox")
             handled = ", ".join(sorted({h.topic for h in handlers_of(service)})) or "nothing"
             console.print(
                 f"service {service or '(every handler its own)'} on bus {redact(bus)}: handling "

@@ -10,8 +10,7 @@ ATTEMPTS: list[str] = []
 
 
 def ph(tx: Transaction, n: int) -> str:
-    """The n-th placeholder in the store's own style."""
-    return f"${n}" if "Postgres" in type(tx._inner).__name__ else "?"
+    return tx.placeholder(n)
 
 
 @step(transactional=True, retry=RetryPolicy(max_attempts=3, initial=0.01))

@@ -19,6 +19,15 @@ class Transaction:
     def __init__(self, inner: StoreTransaction) -> None:
         self._inner = inner
 
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` (``?`` placeholders) or ``"postgresql"`` (``$1``, ``$2``...)."""
+        return self._inner.dialect
+
+    def placeholder(self, n: int) -> str:
+        """The ``n``-th (1-based) parameter's placeholder in this database's style."""
+        return "?" if self.dialect == "sqlite" else f"${n}"
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         """Run one statement (parameters bound, never interpolated)."""
         await self._inner.execute(sql, params)

@@ -27,6 +27,9 @@ from sagaline.model.status import RunStatus
 class StoreTransaction(Protocol):
     """An open transaction of the store's database, for a transactional step."""
 
+    dialect: str
+    """``"sqlite"`` or ``"postgresql"``: which SQL (and placeholder style) it takes."""
+
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...

@@ -16,6 +16,8 @@ from sagaline.store.postgres.batch import write_checkpoints
 class PostgresTransaction:
     """What a ``@step(transactional=True)`` is handed: ``$1`` placeholders, as asyncpg."""
 
+    dialect = "postgresql"
+
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 

@@ -25,6 +25,8 @@ T = TypeVar("T")
 class SqliteTransaction:
     """What a ``@step(transactional=True)`` is handed: ``?`` placeholders, as sqlite3."""
 
+    dialect = "sqlite"
+
     def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
         self._conn = conn
         self._thread = thread
