@@ -7,7 +7,18 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).parents[1] / "src" / "sagaline"
-ORDER = ["model", "store", "bus", "engine", "testing", "console", "demo", "worker_process", "cli"]
+ORDER = [
+    "model",
+    "store",
+    "bus",
+    "engine",
+    "testing",
+    "console",
+    "demo",
+    "worker_process",
+    "sagas_cli",
+    "cli",
+]
 # A layer may import from itself and from every layer before it in ORDER; the facade
 # (__init__) re-exports from all.
 

@@ -20,7 +20,9 @@ from sagaline.engine.handlers import on
 from sagaline.engine.publish import publish
 from sagaline.engine.registry import StepDef, WorkflowDef, step, workflow
 from sagaline.engine.steps import StepInfo, step_info
+from sagaline.engine.tracker import Choreography, Tracker
 from sagaline.engine.transaction import Transaction
+from sagaline.model.choreography import Expectation, SagaNotFoundError, SagaStatus, SagaView
 from sagaline.model.envelope import Event
 from sagaline.model.errors import (
     BusError,
@@ -49,9 +51,11 @@ __all__ = [
     "BusError",
     "BusUnavailableError",
     "ChildHandle",
+    "Choreography",
     "Engine",
     "Event",
     "EventTimeoutError",
+    "Expectation",
     "InvalidNameError",
     "InvalidOperationError",
     "NonDeterminismError",
@@ -67,11 +71,15 @@ __all__ = [
     "RunHandle",
     "RunNotFoundError",
     "RunStatus",
+    "SagaNotFoundError",
+    "SagaStatus",
+    "SagaView",
     "SagalineError",
     "SignalTimeoutError",
     "StepDef",
     "StepFailedError",
     "StepInfo",
+    "Tracker",
     "Transaction",
     "WorkflowDef",
     "now",

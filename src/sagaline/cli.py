@@ -15,6 +15,7 @@ from sagaline.console import make_console, runs_table, styled_status, timeline_t
 from sagaline.engine.engine import Engine
 from sagaline.model.errors import SagalineError
 from sagaline.model.status import RunStatus
+from sagaline.sagas_cli import sagas_app, tracker
 
 T = TypeVar("T")
 console = make_console()
@@ -51,15 +52,50 @@ def _run(url: str, action: Callable[[Engine], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
-@app.command()
+demo_app = typer.Typer(
+    help="Run the order saga three ways on SQLite: happy, declined, and crashed mid-saga "
+    "(`sagaline demo choreography`: the same saga across four service processes).",
+    invoke_without_command=True,
+)
+app.add_typer(demo_app, name="demo")
+
+
+@demo_app.callback()
 def demo(
+    ctx: typer.Context,
     db: Annotated[str, typer.Option("--db", help="Database URL.")] = "sqlite:///sagaline-demo.db",
 ) -> None:
     """Run the order saga three ways on SQLite: happy, declined, and crashed mid-saga."""
+    if ctx.invoked_subcommand is not None:
+        return
     from sagaline.demo.run import run_demo
 
     try:
         ok = asyncio.run(run_demo(db, console))
+    except SagalineError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(0 if ok else 1)
+
+
+@demo_app.command("choreography")
+def demo_choreography(
+    bus: Annotated[
+        str | None,
+        typer.Option("--bus", help="Bus URL (default: an embedded broker in the folder)."),
+    ] = None,
+    folder: Annotated[
+        str, typer.Option("--folder", help="Where the services' databases go.")
+    ] = "sagaline-choreography-demo",
+) -> None:
+    """Run the order saga as choreography: four service processes, four databases, one
+    bus, and the tracker's view across them (completed, compensated, crashed)."""
+    from pathlib import Path
+
+    from sagaline.demo.choreography import run_choreography_demo
+
+    try:
+        ok = asyncio.run(run_choreography_demo(Path(folder).resolve(), bus, console))
     except SagalineError as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
@@ -233,6 +269,10 @@ def worker(
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         pass
+
+
+app.add_typer(sagas_app, name="sagas")
+app.command("tracker")(tracker)
 
 
 def main() -> None:

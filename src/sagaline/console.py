@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from sagaline.model import timeline
+from sagaline.model.choreography import SagaStatus, SagaView, lanes
 from sagaline.model.records import EventRecord, RunRecord
 from sagaline.model.status import RunStatus
 from sagaline.model.timeline import short_name
@@ -60,6 +61,56 @@ def runs_table(runs: Sequence[RunRecord]) -> Table:
             run.created.strftime("%Y-%m-%d %H:%M:%S"),
             escape(str(error)),
         )
+    return table
+
+
+SAGA_STYLE = {
+    SagaStatus.COMPLETED: "green",
+    SagaStatus.COMPENSATED: "yellow",
+    SagaStatus.FAILED: "red",
+    SagaStatus.STALLED: "bold red",
+}
+NO_SOURCE = "(no source)"
+
+
+def styled_saga_status(status: SagaStatus) -> str:
+    style = SAGA_STYLE.get(status, "cyan")
+    return f"[{style}]{status.value}[/{style}]"
+
+
+def sagas_table(views: Sequence[SagaView]) -> Table:
+    table = Table(title=f"{len(views)} saga(s), most recently started first", title_justify="left")
+    for column in ("correlation id", "saga", "status", "started (UTC)", "events", "waiting for"):
+        table.add_column(column, overflow="fold")
+    for view in views:
+        table.add_row(
+            escape(view.correlation_id),
+            escape(view.name or ""),
+            styled_saga_status(view.status),
+            view.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(len(view.timeline)),
+            escape("; ".join(str(x) for x in view.waiting_for)),
+        )
+    return table
+
+
+def saga_table(view: SagaView) -> Table:
+    """One row per event, in causal order, placed in the column of the service that sent it."""
+    services = [s or NO_SOURCE for s in lanes(view.timeline)]
+    name = f" · {escape(view.name)}" if view.name else ""
+    table = Table(
+        title=f"saga {escape(view.correlation_id)}{name} · {styled_saga_status(view.status)}",
+        title_justify="left",
+    )
+    table.add_column("+ms", justify="right", style="dim")
+    for service in services:
+        table.add_column(escape(service), no_wrap=True)
+    start = view.timeline[0].time if view.timeline else None
+    for e in view.timeline:
+        offset = (e.time - start).total_seconds() * 1000 if start is not None else 0.0
+        cells = [""] * len(services)
+        cells[services.index(e.source or NO_SOURCE)] = escape(e.type)
+        table.add_row(f"{offset:.1f}", *cells)
     return table
 
 

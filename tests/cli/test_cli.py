@@ -49,6 +49,17 @@ def test_demo_runs_three_scenarios(tmp_path: Path) -> None:
     assert "release_inventory" in out and "cancel_order" in out
 
 
+def test_choreography_demo_runs_four_services_on_the_embedded_broker(tmp_path: Path) -> None:
+    out = sagaline("demo", "choreography", "--folder", str(tmp_path / "shop")).stdout
+    assert out.count("as expected") == 3
+    for service in ("order", "payment", "inventory", "shipping"):
+        assert f"service {service}: worker process" in out
+    for event in ("OrderCompleted", "InventoryFailed", "RefundIssued", "OrderCancelled"):
+        assert event in out
+    assert "killed with SIGKILL inside its book step" in out
+    assert "waiting for ShipmentBooked" in out  # what the tracker saw the saga wait on
+
+
 def test_runs_list_and_filter(parked_db: str) -> None:
     out = sagaline("runs", "list", "--db", parked_db).stdout
     assert "ok" in out and "bad" in out and "COMPLETED" in out
