@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +141,23 @@ def test_nan_in_an_argument_names_the_argument() -> None:
     sig = Signature(fn, "step 'pay'")
     with pytest.raises(PayloadNotFiniteError, match=r"^step 'pay' argument 'price': the value"):
         sig.encode_args(Codec(), ["a", NAN])
+
+
+@dataclasses.dataclass
+class Holder:
+    value: object
+
+
+def test_an_annotation_no_payload_decodes_to_is_refused_when_decorated() -> None:
+    from sagaline.model.codec import Signature
+    from sagaline.model.errors import DefinitionError
+
+    async def takes_object(x: object) -> None: ...
+
+    async def returns_nested(x: int) -> list[Holder]:
+        return []
+
+    with pytest.raises(DefinitionError, match=r"x is annotated with object.*typing\.Any"):
+        Signature(takes_object, "step 'takes_object'")
+    with pytest.raises(DefinitionError, match="its return type is annotated with object"):
+        Signature(returns_nested, "step 'returns_nested'")

@@ -158,6 +158,10 @@ class Signature:
             ) from exc
         self.params: list[inspect.Parameter] = []
         self.param_types: list[Any] = []
+        stored = {*self._sig.parameters, "return"}
+        for name, hint in hints.items():
+            if name in stored:
+                _check_storable(hint, owner, "its return type" if name == "return" else name)
         for param in self._sig.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 from sagaline.model.errors import DefinitionError
@@ -227,6 +231,47 @@ class Signature:
             else:
                 args.append(value)
         return args, kwargs
+
+
+def _check_storable(type_: Any, owner: str, what: str) -> None:
+    """Refuse, when the function is decorated, a type no payload can be decoded to: it
+    would otherwise fail every run (or ``result()`` after the run completed)."""
+    import msgspec.inspect as mi
+
+    from sagaline.model.errors import DefinitionError
+
+    if type_ is None or type_ is type(None):
+        return
+    try:
+        info = mi.type_info(type_)
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(
+            f"{owner}: {what} is annotated {type_name(type_)}, which cannot be stored ({exc}); "
+            f"use JSON-like types, dataclasses, msgspec Structs or pydantic models"
+        ) from None
+    seen: set[int] = set()
+    todo: list[Any] = [info]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, mi.CustomType) and not callable(
+            getattr(node.cls, "model_validate", None)
+        ):
+            shown = "object" if node.cls is object else type_name(node.cls)
+            raise DefinitionError(
+                f"{owner}: {what} is annotated with {shown}, which a stored value cannot be "
+                f"decoded back to; use typing.Any for any JSON value, or a dataclass, msgspec "
+                f"Struct or pydantic model"
+            )
+        # msgspec.inspect's nodes are Structs: walk every field that holds more of them.
+        for field in getattr(type(node), "__struct_fields__", ()):
+            value = getattr(node, field)
+            if isinstance(value, mi.Type | mi.Field):
+                todo.append(value)
+            elif isinstance(value, tuple | list):
+                todo.extend(v for v in value if isinstance(v, mi.Type | mi.Field))
 
 
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
