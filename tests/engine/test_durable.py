@@ -256,3 +256,30 @@ async def test_schedule_starts_one_run_per_period_across_workers(
         for run_id in await runs():
             assert (await two.wait(run_id, timeout=DEADLINE)).status is RunStatus.COMPLETED
     assert two is not one
+
+
+async def test_a_time_skipping_clock_jumps_to_each_timer_when_the_worker_is_idle(
+    make_engine: MakeEngine,
+) -> None:
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC), skip=True)
+    async with make_engine(clock=clock) as engine:
+        start = clock()
+        handle = await engine.start(d.sleeper, "skip1", 30.0, run_id="skip1")
+        assert await asyncio.wait_for(handle.result(), DEADLINE) == "done-skip1"
+        assert clock() - start >= 30 * 86400  # no advance() by hand: the clock skipped
+        assert clock() - start < 30 * 86400 + 60
+
+
+async def test_wait_for_status_waits_for_a_run_to_suspend(
+    make_engine: MakeEngine, clock: FakeClock
+) -> None:
+    from sagaline.testing import wait_for_status
+
+    async with make_engine(clock=clock) as engine:
+        await engine.start(d.sleeper, "w1", 1.0, run_id="w1")
+        run = await wait_for_status(engine, "w1", RunStatus.SUSPENDED)
+        assert run.status is RunStatus.SUSPENDED and run.wake_at is not None
+        clock.advance(timedelta(days=1))
+        assert (await wait_for_status(engine, "w1", RunStatus.COMPLETED)).output is not None
+        with pytest.raises(TimeoutError, match="did not reach FAILED in 0.2 s"):
+            await wait_for_status(engine, "w1", RunStatus.FAILED, timeout=0.2)

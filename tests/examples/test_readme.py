@@ -1,5 +1,6 @@
-"""The README's runnable code blocks run as written: each ```python block whose first line
-is ``# NAME.py — run: python NAME.py`` is saved as NAME.py and run in its own process."""
+"""The README's code runs as written: every ```python block is a whole script whose first
+line is ``# NAME.py — run: python NAME.py``; each is saved as NAME.py and run in its own
+process, and what its ``print(...)  # expected`` lines promise must appear."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ README = Path(__file__).parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(# (\w+)\.py — run: [^\n]*\n.*?)```", README.read_text(), re.S)
 
 
-def test_the_readme_has_runnable_blocks() -> None:
-    assert BLOCKS, "no ```python block marked '# NAME.py — run: ...' in the README"
+def test_every_python_block_of_the_readme_is_runnable() -> None:
+    blocks = re.findall(r"```python\n([^\n]*)", README.read_text())
+    assert blocks, "the README has no ```python block"
+    fragments = [first for first in blocks if not re.match(r"# \w+\.py — run: ", first)]
+    assert not fragments, f"README blocks that are not runnable scripts: {fragments}"
 
 
 @pytest.mark.parametrize(("code", "name"), BLOCKS, ids=[name for _, name in BLOCKS])

@@ -2,5 +2,6 @@
 
 from sagaline.testing.clock import FakeClock
 from sagaline.testing.faults import CrashingStore
+from sagaline.testing.waits import wait_for_status
 
-__all__ = ["CrashingStore", "FakeClock"]
+__all__ = ["CrashingStore", "FakeClock", "wait_for_status"]
