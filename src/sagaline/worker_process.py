@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 
@@ -19,16 +20,41 @@ from sagaline.model.urls import redact
 
 
 def import_modules(names: Sequence[str]) -> None:
+    """Import each ``--import``: a module name (``myapp.sagas``) or a file (``./sagas.py``).
+
+    The error says which it was: a module that cannot be found, or one whose own import
+    failed (naming what it could not import, and where)."""
     if "" not in sys.path:
         sys.path.insert(0, "")  # let --import find modules in the current directory
-    for name in names:
+    for given in names:
+        name = _module_name(given)
         try:
             importlib.import_module(name)
-        except ImportError as exc:
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name != exc.name and not name.startswith(f"{exc.name}."):
+                raise SagalineError(
+                    f"importing {given!r} failed: it imports {exc.name!r}, which is not "
+                    f"installed here ({exc})"
+                ) from exc
             raise SagalineError(
-                f"cannot import {name!r} ({exc}); pass a module importable from here, "
-                f"e.g. --import myapp.sagas"
+                f"cannot find module {given!r}; pass a module importable from here "
+                f"(--import myapp.sagas) or a file (--import ./sagas.py)"
             ) from exc
+        except Exception as exc:
+            raise SagalineError(f"importing {given!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _module_name(given: str) -> str:
+    """``./pkg/sagas.py`` → ``sagas`` with ``./pkg`` on the path; a module name as it is."""
+    if not given.endswith(".py") and "/" not in given:
+        return given
+    path = Path(given).resolve()
+    if not path.is_file():
+        raise SagalineError(f"--import {given!r}: no such file")
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return path.stem
 
 
 async def run_worker(

@@ -1,0 +1,51 @@
+"""``--import``: module names and files; errors that say what is wrong, in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sagaline.model.errors import SagalineError
+from sagaline.worker_process import import_modules
+
+
+def test_a_file_path_is_imported_from_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "file_sagas_x1.py").write_text("LOADED = True\n")
+    import_modules([str(tmp_path / "file_sagas_x1.py")])
+    assert sys.modules["file_sagas_x1"].LOADED is True
+
+
+def test_a_missing_module_or_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SagalineError, match=r"cannot find module 'no_such_mod_x2'"):
+        import_modules(["no_such_mod_x2"])
+    with pytest.raises(SagalineError, match=r"no such file"):
+        import_modules([str(tmp_path / "absent.py")])
+
+
+def test_a_module_whose_own_import_fails_is_told_apart(tmp_path: Path) -> None:
+    (tmp_path / "broken_x3.py").write_text("import not_installed_anywhere_x3\n")
+    (tmp_path / "raises_x4.py").write_text("raise RuntimeError('bad config')\n")
+    with pytest.raises(SagalineError, match=r"it imports 'not_installed_anywhere_x3'"):
+        import_modules([str(tmp_path / "broken_x3.py")])
+    with pytest.raises(SagalineError, match=r"RuntimeError: bad config"):
+        import_modules([str(tmp_path / "raises_x4.py")])
+
+
+def test_the_worker_says_it_in_one_line_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "broken_x5.py").write_text("import not_installed_anywhere_x5\n")
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "sagaline.cli", "worker"),
+            *("--db", f"sqlite:///{tmp_path}/w.db", "--import", str(tmp_path / "broken_x5.py")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 1
+    assert "it imports 'not_installed_anywhere_x5'" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
