@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -13,7 +14,9 @@ from rich.markup import escape
 
 from sagaline.console import make_console, runs_table, styled_status, timeline_table
 from sagaline.engine.engine import Engine
+from sagaline.model.advice import advise
 from sagaline.model.errors import SagalineError
+from sagaline.model.records import RunRecord
 from sagaline.model.status import RunStatus
 from sagaline.sagas_cli import sagas_app, tracker
 
@@ -32,6 +35,8 @@ app.add_typer(db_app, name="db")
 queues_app = typer.Typer(help="Queues and their concurrency limits.", no_args_is_help=True)
 app.add_typer(queues_app, name="queues")
 
+IDLE_SECONDS = 60.0
+"""A run nobody wrote to for this long, unfinished, probably has no worker."""
 DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
 DbOption = Annotated[
     str, typer.Option("--db", help="Database URL (env SAGALINE_DB).", show_default=True)
@@ -121,8 +126,17 @@ def list_runs(
                 f"[red]error:[/red] unknown status {escape(repr(status))}; use one of {names}"
             )
             raise typer.Exit(2) from None
-    runs = _run(db, lambda e: e.list_runs(wanted, limit))
-    console.print(runs_table(runs))
+
+    async def read(engine: Engine) -> tuple[list[RunRecord], dict[str, str]]:
+        runs = await engine.list_runs(wanted, limit)
+        problems = {}
+        for run in runs:  # parked runs say what is stuck, not only the first error
+            if run.status.is_parked:
+                problems[run.run_id] = advise(run, await engine.steps(run.run_id)).problem
+        return runs, problems
+
+    runs, problems = _run(db, read)
+    console.print(runs_table(runs, problems))
 
 
 @runs_app.command("show")
@@ -132,7 +146,13 @@ def show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
     async def read(engine: Engine) -> None:
         run = await engine.get_run(run_id)
         console.print(timeline_table(run, await engine.history(run_id)))
-        if run.error:
+        idle = time.time() - run.updated_at > IDLE_SECONDS
+        advice = advise(run, await engine.steps(run_id), idle=idle)
+        if advice.problem:
+            console.print(f"[bold]needs attention:[/bold] {escape(advice.problem)}")
+            for action in advice.actions:
+                console.print(f"  {escape(action)}")
+        elif run.error:
             console.print(f"error: {escape(str(run.error.get('message')))}")
 
     _run(db, read)

@@ -48,12 +48,13 @@ def timeline_table(run: RunRecord, events: Sequence[EventRecord]) -> Table:
     return table
 
 
-def runs_table(runs: Sequence[RunRecord]) -> Table:
+def runs_table(runs: Sequence[RunRecord], problems: dict[str, str] | None = None) -> Table:
+    """``problems``: for parked runs, what is stuck (else the run's first error is shown)."""
     table = Table(title=f"{len(runs)} run(s), most recent first", title_justify="left")
     for column in ("run id", "workflow", "status", "created (UTC)", "error"):
         table.add_column(column, overflow="fold")
     for run in runs:
-        error = (run.error or {}).get("message", "")
+        error = (problems or {}).get(run.run_id) or (run.error or {}).get("message", "")
         table.add_row(
             escape(run.run_id),
             escape(short_name(run.workflow)),

@@ -71,6 +71,14 @@ def test_runs_show_prints_the_timeline(parked_db: str) -> None:
     out = sagaline("runs", "show", "bad", "--db", parked_db).stdout
     for text in ("StepFailed", "CompensationAttemptFailed", "CompensationFailed", "card declined"):
         assert text in out
+    # It ends with what is stuck and the commands that move the run on.
+    assert "needs attention: compensation release (undoing reserve) failed after 3" in out
+    assert "sagaline runs retry bad" in out and "sagaline runs skip bad --reason" in out
+
+
+def test_runs_list_says_which_compensation_is_stuck(parked_db: str) -> None:
+    out = sagaline("runs", "list", "--db", parked_db).stdout
+    assert "compensation release (undoing reserve) failed after 3 attempt(s)" in out
 
 
 def test_skip_then_the_worker_finishes_unwinding(parked_db: str) -> None:

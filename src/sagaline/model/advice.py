@@ -1,0 +1,83 @@
+"""What a person should know about a run that waits for them, and what to do next.
+
+Pure: decided from the run and its step rows, rendered by the CLI (and later the UI), so
+every surface tells the same story: which compensation is stuck, after how many attempts,
+with which error, and the command that moves the run on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sagaline.model.records import RunRecord, StepRecord
+from sagaline.model.status import RunStatus, StepKind, StepStatus
+from sagaline.model.timeline import short_name
+
+
+@dataclass(frozen=True)
+class Advice:
+    problem: str
+    """One line: what is wrong (empty when nothing is)."""
+    actions: list[str] = field(default_factory=list)
+    """Commands that move the run on, the likeliest first."""
+
+
+def advise(run: RunRecord, steps: list[StepRecord], idle: bool = False) -> Advice:
+    """``idle``: nobody has written to the run for a while (no worker holds it)."""
+    rid = run.run_id
+    error = run.error or {}
+    if run.status is RunStatus.COMPENSATION_FAILED:
+        stuck = _stuck_compensation(steps)
+        detail = error.get("compensation") or {}
+        if stuck is not None:
+            cause = (stuck.error or {}).get("message", "")
+            target = next((s.name for s in steps if s.seq == stuck.compensates_seq), "?")
+            problem = (
+                f"compensation {short_name(stuck.name)} (undoing {short_name(target)}) failed "
+                f"after {stuck.attempts} attempt(s): {cause}"
+            )
+        else:
+            problem = f"a compensation failed: {detail.get('error', {}).get('message', '')}"
+        return Advice(
+            problem,
+            [
+                f"sagaline runs retry {rid}    # after fixing what made it fail",
+                f"sagaline runs skip {rid} --reason '...' --by NAME    # if you undid it by hand",
+            ],
+        )
+    if run.status is RunStatus.FAILED_AFTER_PIVOT:
+        failed = next(
+            (
+                s
+                for s in reversed(steps)
+                if s.kind is StepKind.STEP and s.status is StepStatus.FAILED
+            ),
+            None,
+        )
+        what = short_name(failed.name) if failed else error.get("step", "a step")
+        problem = (
+            f"{what} failed after the pivot {short_name(str(error.get('pivot', '?')))}: "
+            f"{error.get('message', '')}; the saga can only go forward"
+        )
+        return Advice(problem, [f"sagaline runs retry {rid}    # after fixing the cause"])
+    if run.status is RunStatus.BLOCKED:
+        problem = f"{error.get('type', 'blocked')}: {error.get('message', '')}"
+        return Advice(
+            problem,
+            [
+                f"sagaline runs retry {rid}    # after deploying code that matches its "
+                f"history (or repairing its data)",
+                f"sagaline runs cancel {rid}    # to give up on it and compensate",
+            ],
+        )
+    if idle and run.status in (RunStatus.COMPENSATING, RunStatus.PENDING, RunStatus.RUNNING):
+        return Advice(
+            f"{run.status.value} and no worker has touched it for a while",
+            [f"sagaline worker --db URL --import MODULE    # a worker that knows {run.workflow}"],
+        )
+    return Advice("")
+
+
+def _stuck_compensation(steps: list[StepRecord]) -> StepRecord | None:
+    failed = [s for s in steps if s.kind is StepKind.COMPENSATION and s.status is StepStatus.FAILED]
+    return failed[-1] if failed else None
