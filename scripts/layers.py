@@ -17,6 +17,8 @@ ORDER = [
     "demo",
     "worker_process",
     "sagas_cli",
+    "http",
+    "serve_cli",
     "cli",
 ]
 # A layer may import from itself and from every layer before it in ORDER; the facade

@@ -19,6 +19,7 @@ from sagaline.model.errors import SagalineError
 from sagaline.model.records import RunRecord
 from sagaline.model.status import RunStatus
 from sagaline.sagas_cli import sagas_app, tracker
+from sagaline.serve_cli import serve, tokens_app
 
 T = TypeVar("T")
 console = make_console()
@@ -293,6 +294,8 @@ def worker(
 
 app.add_typer(sagas_app, name="sagas")
 app.command("tracker")(tracker)
+app.add_typer(tokens_app, name="tokens")
+app.command("serve")(serve)
 
 
 def main() -> None:

@@ -281,5 +281,5 @@ async def test_wait_for_status_waits_for_a_run_to_suspend(
         assert run.status is RunStatus.SUSPENDED and run.wake_at is not None
         clock.advance(timedelta(days=1))
         assert (await wait_for_status(engine, "w1", RunStatus.COMPLETED)).output is not None
-        with pytest.raises(TimeoutError, match="did not reach FAILED in 0.2 s"):
+        with pytest.raises(TimeoutError, match=r"did not reach FAILED in 0\.2 s"):
             await wait_for_status(engine, "w1", RunStatus.FAILED, timeout=0.2)

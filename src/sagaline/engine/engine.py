@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -11,6 +12,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
+
+import msgspec
 
 from sagaline.bus import Bus, open_bus
 from sagaline.engine.choreography import BusLink, outside_message
@@ -485,19 +488,33 @@ class Engine:
         if self._worker is not None:
             self._worker.wake()
 
-    async def cancel(self, run_id: str) -> RunRecord:
-        """Cancel a run: it stops at its next step boundary and is compensated."""
+    async def cancel(
+        self, run_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> RunRecord:
+        """Cancel a run: it stops at its next step boundary and is compensated.
+
+        ``reason`` and ``by`` (who asked) are kept with the audit event.
+        """
         run = await self._operate(
-            run_id, lambda run, steps: operations.plan_cancel(run, steps, self._clock())
+            run_id,
+            lambda run, steps: _audited(
+                operations.plan_cancel(run, steps, self._clock()), reason, by
+            ),
         )
         if self._worker is not None:
             self._worker.request_cancel(run_id)
         return run
 
-    async def retry(self, run_id: str) -> RunRecord:
-        """Try a parked run again from where it stopped."""
+    async def retry(
+        self, run_id: str, *, reason: str | None = None, by: str | None = None
+    ) -> RunRecord:
+        """Try a parked run again from where it stopped; ``reason`` and ``by`` (who asked)
+        are kept with the audit event."""
         return await self._operate(
-            run_id, lambda run, steps: operations.plan_retry(run, steps, self._clock())
+            run_id,
+            lambda run, steps: _audited(
+                operations.plan_retry(run, steps, self._clock()), reason, by
+            ),
         )
 
     async def skip_compensation(self, run_id: str, *, reason: str, by: str) -> RunRecord:
@@ -547,3 +564,12 @@ class Engine:
                 return await handle.result()
 
         return asyncio.run(go())
+
+
+def _audited(change: OperatorChange, reason: str | None, by: str | None) -> OperatorChange:
+    """``change`` with who asked for it, and why, on its audit event."""
+    event = change.event.event
+    if not (reason or by) or not hasattr(event, "by"):
+        return change
+    audited = msgspec.structs.replace(event, by=by, reason=reason)
+    return dataclasses.replace(change, event=dataclasses.replace(change.event, event=audited))

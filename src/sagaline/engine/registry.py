@@ -316,5 +316,15 @@ def workflow_names() -> list[str]:
     return sorted(_workflows)
 
 
+def workflow_defs() -> list[WorkflowDef[Any, Any]]:
+    """Every registered workflow, by name (a read-only view for the surfaces)."""
+    return [_workflows[name] for name in sorted(_workflows)]
+
+
+def step_defs() -> list[StepDef[Any, Any]]:
+    """Every registered step, by name (a read-only view for the surfaces)."""
+    return [_steps[name] for name in sorted(_steps)]
+
+
 def scheduled_workflows() -> list[WorkflowDef[Any, Any]]:
     return [w for w in _workflows.values() if w.schedule is not None]

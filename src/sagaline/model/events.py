@@ -123,16 +123,22 @@ class RunCompensated(Event):
 
 class CancelRequested(Event):
     status: str
+    by: str | None = None
+    reason: str | None = None
 
 
 class RunCancelled(Event):
     error: Error | None = None
     compensated: bool = True
     pivot: str | None = None
+    by: str | None = None
+    reason: str | None = None
 
 
 class RunRetried(Event):
     status: str
+    by: str | None = None
+    reason: str | None = None
 
 
 class RunSuspended(Event):

@@ -109,6 +109,7 @@ def detail(event: ev.Event) -> str:
             parts.append(_error(event.error))
             if event.pivot:
                 parts.append(f"past its pivot {event.pivot}: nothing undone")
+            parts += _who(event.by, event.reason)
         case ev.RunSuspended():
             parts.append("waiting on " + ", ".join(event.waits))
             if event.wake_at:
@@ -131,6 +132,13 @@ def detail(event: ev.Event) -> str:
             parts += [f"reason: {event.reason}", f"by: {event.by}"]
         case ev.CancelRequested() | ev.RunRetried():
             parts.append(f"from {event.status}")
+            parts += _who(event.by, event.reason)
+        case ev.EventPublished():
+            parts.append(f"{event.topic} (message {event.message_id})")
         case ev.Unknown():
             parts.append(f"(an event this version does not know: {event.data})")
     return "; ".join(p for p in parts if p)
+
+
+def _who(by: str | None, reason: str | None) -> list[str]:
+    return [text for text in (reason and f"reason: {reason}", by and f"by: {by}") if text]

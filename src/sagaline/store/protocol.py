@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sagaline.model.records import (
@@ -22,6 +23,82 @@ from sagaline.model.records import (
     StepRecord,
 )
 from sagaline.model.status import RunStatus
+
+NEWEST = (1e308, "")
+"""A keyset before every run: the first page of a runs list."""
+
+
+@dataclass(frozen=True)
+class RunQuery:
+    """Which runs a list shows; every filter is optional. Times are Unix seconds.
+
+    Lists are newest first, by ``(created_at, run_id)`` descending, and pages follow that
+    key: ``before`` is the last run of the previous page, and a page holds the runs strictly
+    after it in that order, so a page never repeats or skips a run while runs are added.
+    """
+
+    statuses: tuple[RunStatus, ...] = ()
+    workflow: str | None = None
+    created_after: float | None = None
+    """Strictly after."""
+    created_before: float | None = None
+    """Strictly before."""
+    prefix: str | None = None
+    """Run ids that start with this (compared by code point, case-sensitive)."""
+    before: tuple[float, str] | None = None
+
+    def keyset(self) -> tuple[float, str]:
+        """Where the page starts: the cursor, or ``created_before``, whichever is older."""
+        start = self.before or NEWEST
+        if self.created_before is not None and (self.created_before, "") < start:
+            return (self.created_before, "")
+        return start
+
+    def prefix_range(self) -> tuple[str | None, str | None]:
+        """``prefix`` as a half-open range of ids ``[low, high)``, which an index can seek;
+        ``high`` is None when no string is above the range (a prefix of U+10FFFF only)."""
+        if not self.prefix:
+            return None, None
+        high = self.prefix
+        while high and ord(high[-1]) == 0x10FFFF:
+            high = high[:-1]
+        if not high:
+            return self.prefix, None
+        last = ord(high[-1]) + 1
+        if 0xD800 <= last <= 0xDFFF:
+            last = 0xE000  # no code point in a valid name lies between
+        return self.prefix, high[:-1] + chr(last)
+
+    def leading(self) -> str:
+        """The filter whose index a page scans: ``status`` (one query per status),
+        ``workflow``, ``prefix`` or ``created`` (none: the time index alone)."""
+        if self.statuses:
+            return "status"
+        if self.workflow is not None:
+            return "workflow"
+        if self.prefix_range()[1] is not None:
+            return "prefix"
+        return "created"
+
+
+def newest_first(pages: Sequence[Sequence[RunRecord]], limit: int) -> list[RunRecord]:
+    """One page out of several (one per status), each already newest first."""
+    runs = [run for page in pages for run in page]
+    runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+    return runs[:limit]
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """An API token as stored: its SHA-256 digest (hex), never the token itself."""
+
+    name: str
+    digest: str
+    role: str
+    payloads: bool
+    """Whether the token may see payload values (inputs, outputs, signals) or only shapes."""
+    created_at: float
+    revoked_at: float | None = None
 
 
 class StoreTransaction(Protocol):
@@ -163,6 +240,39 @@ class Store(Protocol):
 
     async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         """Most recent first."""
+
+    async def search_runs(self, query: RunQuery, limit: int) -> list[RunRecord]:
+        """Up to ``limit`` runs matching ``query``, newest first (see :class:`RunQuery`).
+
+        Each page is an index scan that stops after ``limit`` rows (status, workflow, or
+        creation time; a run-id prefix seeks the primary key), whatever the table's size.
+        """
+
+    async def count_runs(self, query: RunQuery) -> dict[RunStatus, int]:
+        """How many runs match ``query``'s workflow, time and prefix filters, by status
+        (its ``statuses`` and ``before`` are ignored); statuses with none are left out."""
+
+    async def child_runs(self, run_id: str) -> list[RunRecord]:
+        """The runs started as children of ``run_id``, oldest first."""
+
+    async def queue_depths(
+        self, statuses: Collection[RunStatus]
+    ) -> dict[str, dict[RunStatus, int]]:
+        """By queue, how many runs are in each of ``statuses`` (zeros left out)."""
+
+    async def create_token(self, token: TokenRecord) -> bool:
+        """Keep a new token; ``False`` (nothing written) if a token that is not revoked
+        already has its name. A revoked token's name may be used again."""
+
+    async def find_token(self, digest: str) -> TokenRecord | None:
+        """The token with this digest, unless it is revoked. Read at every request, so a
+        revocation takes effect at once."""
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, by name."""
+
+    async def revoke_token(self, name: str, at: float) -> bool:
+        """Revoke the token called ``name``; ``False`` if there is none not yet revoked."""
 
     async def read_events(self, run_id: str) -> list[EventRecord]:
         """The run's audit trail in causal order: by time, then by insertion.

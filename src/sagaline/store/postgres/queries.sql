@@ -334,3 +334,73 @@ SELECT run_id FROM event_waits WHERE topic = $1 AND correlation_id = $2;
 
 -- name: event_wait_topics
 SELECT DISTINCT topic FROM event_waits;
+
+-- name: search_runs
+-- The runs list pages, newest first from the keyset ($1, $2). Each leading filter has a
+-- query of its own so that its index is the one scanned, and the scan stops at the limit;
+-- the other filters are checked on the way. Parameters: $1 at, $2 id, $3 limit,
+-- $4 workflow, $5 after, $6 low, $7 high (and $8 status in search_runs_by_status).
+SELECT * FROM runs
+WHERE (created_at, run_id) < ($1::float8, $2::text)
+  AND ($4::text IS NULL OR workflow = $4::text)
+  AND ($5::float8 IS NULL OR created_at > $5::float8)
+  AND ($6::text IS NULL OR run_id COLLATE "C" >= $6::text)
+  AND ($7::text IS NULL OR run_id COLLATE "C" < $7::text)
+ORDER BY created_at DESC, run_id DESC LIMIT $3
+
+-- name: search_runs_by_status
+SELECT * FROM runs
+WHERE status = $8::text AND (created_at, run_id) < ($1::float8, $2::text)
+  AND ($4::text IS NULL OR workflow = $4::text)
+  AND ($5::float8 IS NULL OR created_at > $5::float8)
+  AND ($6::text IS NULL OR run_id COLLATE "C" >= $6::text)
+  AND ($7::text IS NULL OR run_id COLLATE "C" < $7::text)
+ORDER BY created_at DESC, run_id DESC LIMIT $3
+
+-- name: search_runs_by_workflow
+SELECT * FROM runs
+WHERE workflow = $4::text AND (created_at, run_id) < ($1::float8, $2::text)
+  AND ($5::float8 IS NULL OR created_at > $5::float8)
+  AND ($6::text IS NULL OR run_id COLLATE "C" >= $6::text)
+  AND ($7::text IS NULL OR run_id COLLATE "C" < $7::text)
+ORDER BY created_at DESC, run_id DESC LIMIT $3
+
+-- name: search_runs_by_prefix
+-- A prefix seeks runs_by_id_prefix; the matching runs are then sorted by time.
+SELECT * FROM runs
+WHERE run_id COLLATE "C" >= $6::text AND run_id COLLATE "C" < $7::text
+  AND (created_at, run_id) < ($1::float8, $2::text)
+  AND ($4::text IS NULL OR workflow = $4::text)
+  AND ($5::float8 IS NULL OR created_at > $5::float8)
+ORDER BY created_at DESC, run_id DESC LIMIT $3
+
+-- name: count_runs
+SELECT status, count(*) FROM runs
+WHERE ($1::text IS NULL OR workflow = $1::text)
+  AND ($2::float8 IS NULL OR created_at > $2::float8)
+  AND ($3::float8 IS NULL OR created_at < $3::float8)
+  AND ($4::text IS NULL OR run_id COLLATE "C" >= $4::text)
+  AND ($5::text IS NULL OR run_id COLLATE "C" < $5::text)
+GROUP BY status
+
+-- name: child_runs
+SELECT * FROM runs WHERE parent_run_id = $1 ORDER BY created_at, run_id
+
+-- name: queue_depths
+SELECT queue, status, count(*) FROM runs WHERE status = ANY($1::text[]) GROUP BY queue, status
+
+-- name: insert_token
+INSERT INTO tokens (name, digest, role, payloads, created_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (name) DO UPDATE SET
+    digest = excluded.digest, role = excluded.role, payloads = excluded.payloads,
+    created_at = excluded.created_at, revoked_at = NULL
+WHERE tokens.revoked_at IS NOT NULL
+
+-- name: find_token
+SELECT * FROM tokens WHERE digest = $1 AND revoked_at IS NULL
+
+-- name: list_tokens
+SELECT * FROM tokens ORDER BY name
+
+-- name: revoke_token
+UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL

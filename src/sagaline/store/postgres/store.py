@@ -47,7 +47,7 @@ from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.store.postgres.batch import insert_outbox, write, write_each
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.postgres.transaction import transaction
-from sagaline.store.protocol import StoreTransaction
+from sagaline.store.protocol import RunQuery, StoreTransaction, TokenRecord, newest_first
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
 from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
@@ -60,6 +60,12 @@ _ACTIVE = values(ACTIVE)
 _CLAIM_STARTS = values(CLAIM_STARTS)
 _PIVOT_STARTED = values(PIVOT_STARTED)
 _SUSPENDED = RunStatus.SUSPENDED.value
+_SEARCH = {
+    "status": "search_runs_by_status",
+    "workflow": "search_runs_by_workflow",
+    "prefix": "search_runs_by_prefix",
+    "created": "search_runs",
+}
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TRANSIENT: tuple[type[BaseException], ...] = (
     OSError,
@@ -234,6 +240,58 @@ class PostgresStore:
                 lambda c: c.fetch(_Q["list_runs_by_status"], status.value, limit)
             )
         return [run_from_row(r) for r in rows]
+
+    async def search_runs(self, query: RunQuery, limit: int) -> list[RunRecord]:
+        at, run_id = query.keyset()
+        low, high = query.prefix_range()
+        args = (at, run_id, limit, query.workflow, query.created_after, low, high)
+        lead = query.leading()
+        sql = _Q[_SEARCH[lead]]
+        if lead != "status":
+            return [run_from_row(r) for r in await self._retry(lambda c: c.fetch(sql, *args))]
+
+        async def op(conn: asyncpg.Connection) -> list[list[RunRecord]]:
+            return [
+                [run_from_row(r) for r in await conn.fetch(sql, *args, s.value)]
+                for s in sorted(set(query.statuses))
+            ]
+
+        return newest_first(await self._retry(op), limit)
+
+    async def count_runs(self, query: RunQuery) -> dict[RunStatus, int]:
+        low, high = query.prefix_range()
+        args = (query.workflow, query.created_after, query.created_before, low, high)
+        rows = await self._retry(lambda c: c.fetch(_Q["count_runs"], *args))
+        return {RunStatus(r[0]): int(r[1]) for r in rows}
+
+    async def child_runs(self, run_id: str) -> list[RunRecord]:
+        rows = await self._retry(lambda c: c.fetch(_Q["child_runs"], run_id))
+        return [run_from_row(r) for r in rows]
+
+    async def queue_depths(
+        self, statuses: Collection[RunStatus]
+    ) -> dict[str, dict[RunStatus, int]]:
+        rows = await self._retry(lambda c: c.fetch(_Q["queue_depths"], values(statuses)))
+        depths: dict[str, dict[RunStatus, int]] = {}
+        for queue, status, n in rows:
+            depths.setdefault(queue, {})[RunStatus(status)] = int(n)
+        return depths
+
+    async def create_token(self, token: TokenRecord) -> bool:
+        args = (token.name, token.digest, token.role, token.payloads, token.created_at)
+        status = await self._retry(lambda c: c.execute(_Q["insert_token"], *args))
+        return bool(status.split()[-1] == "1")
+
+    async def find_token(self, digest: str) -> TokenRecord | None:
+        row = await self._retry(lambda c: c.fetchrow(_Q["find_token"], digest))
+        return None if row is None else _token(row)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        return [_token(r) for r in await self._retry(lambda c: c.fetch(_Q["list_tokens"]))]
+
+    async def revoke_token(self, name: str, at: float) -> bool:
+        status = await self._retry(lambda c: c.execute(_Q["revoke_token"], name, at))
+        return bool(status.split()[-1] == "1")
 
     async def read_events(self, run_id: str) -> list[EventRecord]:
         rows = await self._retry(lambda c: c.fetch(_Q["select_events"], run_id))
@@ -452,3 +510,14 @@ async def _free_slots(conn: asyncpg.Connection, queue: str) -> int:
         return 2**31
     await conn.execute(_Q["lock_queue"], queue)  # serialise claims of a limited queue
     return int(limit) - int(await conn.fetchval(_Q["in_flight"], queue, _ACTIVE))
+
+
+def _token(row: asyncpg.Record) -> TokenRecord:
+    return TokenRecord(
+        name=row["name"],
+        digest=row["digest"],
+        role=row["role"],
+        payloads=bool(row["payloads"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
+    )

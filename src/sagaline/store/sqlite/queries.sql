@@ -207,3 +207,70 @@ SELECT run_id FROM event_waits WHERE topic = :topic AND correlation_id = :correl
 
 -- name: event_wait_topics
 SELECT DISTINCT topic FROM event_waits;
+
+-- name: search_runs
+-- The runs list pages, newest first from the keyset (:at, :id). Each leading filter has a
+-- query of its own so that its index is the one scanned, and the scan stops at :limit; the
+-- other filters are checked on the way.
+SELECT * FROM runs INDEXED BY runs_by_created
+WHERE (created_at, run_id) < (:at, :id)
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:after IS NULL OR created_at > :after)
+  AND (:low IS NULL OR run_id >= :low) AND (:high IS NULL OR run_id < :high)
+ORDER BY created_at DESC, run_id DESC LIMIT :limit
+
+-- name: search_runs_by_status
+SELECT * FROM runs INDEXED BY runs_by_status
+WHERE status = :status AND (created_at, run_id) < (:at, :id)
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:after IS NULL OR created_at > :after)
+  AND (:low IS NULL OR run_id >= :low) AND (:high IS NULL OR run_id < :high)
+ORDER BY created_at DESC, run_id DESC LIMIT :limit
+
+-- name: search_runs_by_workflow
+SELECT * FROM runs INDEXED BY runs_by_workflow
+WHERE workflow = :workflow AND (created_at, run_id) < (:at, :id)
+  AND (:after IS NULL OR created_at > :after)
+  AND (:low IS NULL OR run_id >= :low) AND (:high IS NULL OR run_id < :high)
+ORDER BY created_at DESC, run_id DESC LIMIT :limit
+
+-- name: search_runs_by_prefix
+-- A prefix seeks the primary key; the matching runs are then sorted by time.
+SELECT * FROM runs
+WHERE run_id >= :low AND run_id < :high AND (created_at, run_id) < (:at, :id)
+  AND (:after IS NULL OR created_at > :after)
+ORDER BY created_at DESC, run_id DESC LIMIT :limit
+
+-- name: count_runs
+SELECT status, count(*) FROM runs
+WHERE (:workflow IS NULL OR workflow = :workflow)
+  AND (:after IS NULL OR created_at > :after)
+  AND (:before IS NULL OR created_at < :before)
+  AND (:low IS NULL OR run_id >= :low) AND (:high IS NULL OR run_id < :high)
+GROUP BY status
+
+-- name: child_runs
+SELECT * FROM runs WHERE parent_run_id = :run_id ORDER BY created_at, run_id
+
+-- name: queue_depths
+SELECT r.queue, r.status, count(*)
+FROM json_each(:statuses) AS s CROSS JOIN runs AS r
+WHERE r.status = s.value
+GROUP BY r.queue, r.status
+
+-- name: insert_token
+INSERT INTO tokens (name, digest, role, payloads, created_at)
+VALUES (:name, :digest, :role, :payloads, :at)
+ON CONFLICT (name) DO UPDATE SET
+    digest = excluded.digest, role = excluded.role, payloads = excluded.payloads,
+    created_at = excluded.created_at, revoked_at = NULL
+WHERE tokens.revoked_at IS NOT NULL
+
+-- name: find_token
+SELECT * FROM tokens WHERE digest = :digest AND revoked_at IS NULL
+
+-- name: list_tokens
+SELECT * FROM tokens ORDER BY name
+
+-- name: revoke_token
+UPDATE tokens SET revoked_at = :at WHERE name = :name AND revoked_at IS NULL

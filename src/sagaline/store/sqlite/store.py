@@ -38,7 +38,7 @@ from sagaline.model.records import (
     new_run_record,
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
-from sagaline.store.protocol import StoreTransaction
+from sagaline.store.protocol import RunQuery, StoreTransaction, TokenRecord, newest_first
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
 from sagaline.store.sqlite.batch import outbox_params, write_batch, write_each
@@ -55,6 +55,12 @@ _ACTIVE = json.dumps(values(ACTIVE))
 _CLAIM_STARTS = json.dumps(values(CLAIM_STARTS))
 _PIVOT_STARTED = json.dumps(values(PIVOT_STARTED))
 _SUSPENDED = RunStatus.SUSPENDED.value
+_SEARCH = {
+    "status": "search_runs_by_status",
+    "workflow": "search_runs_by_workflow",
+    "prefix": "search_runs_by_prefix",
+    "created": "search_runs",
+}
 
 
 def path_from_url(url: str) -> str:
@@ -162,6 +168,93 @@ class SqliteStore:
             return [run_from_row(r) for r in rows]
 
         return await self._call(q)
+
+    async def search_runs(self, query: RunQuery, limit: int) -> list[RunRecord]:
+        at, run_id = query.keyset()
+        low, high = query.prefix_range()
+        params: dict[str, Any] = {
+            "at": at,
+            "id": run_id,
+            "limit": limit,
+            "workflow": query.workflow,
+            "after": query.created_after,
+            "low": low,
+            "high": high,
+        }
+        lead = query.leading()
+
+        def q(conn: sqlite3.Connection) -> list[RunRecord]:
+            if lead != "status":
+                rows = conn.execute(_Q[_SEARCH[lead]], params)
+                return [run_from_row(r) for r in rows]
+            pages = [
+                [run_from_row(r) for r in conn.execute(_Q[_SEARCH[lead]], {**params, "status": s})]
+                for s in sorted(set(query.statuses))
+            ]
+            return newest_first(pages, limit)
+
+        return await self._call(q)
+
+    async def count_runs(self, query: RunQuery) -> dict[RunStatus, int]:
+        low, high = query.prefix_range()
+        params = {
+            "workflow": query.workflow,
+            "after": query.created_after,
+            "before": query.created_before,
+            "low": low,
+            "high": high,
+        }
+
+        def q(conn: sqlite3.Connection) -> dict[RunStatus, int]:
+            return {RunStatus(r[0]): int(r[1]) for r in conn.execute(_Q["count_runs"], params)}
+
+        return await self._call(q)
+
+    async def child_runs(self, run_id: str) -> list[RunRecord]:
+        def q(conn: sqlite3.Connection) -> list[RunRecord]:
+            return [run_from_row(r) for r in conn.execute(_Q["child_runs"], {"run_id": run_id})]
+
+        return await self._call(q)
+
+    async def queue_depths(
+        self, statuses: Collection[RunStatus]
+    ) -> dict[str, dict[RunStatus, int]]:
+        params = {"statuses": json.dumps(values(statuses))}
+
+        def q(conn: sqlite3.Connection) -> dict[str, dict[RunStatus, int]]:
+            depths: dict[str, dict[RunStatus, int]] = {}
+            for queue, status, n in conn.execute(_Q["queue_depths"], params):
+                depths.setdefault(queue, {})[RunStatus(status)] = int(n)
+            return depths
+
+        return await self._call(q)
+
+    async def create_token(self, token: TokenRecord) -> bool:
+        params = {
+            "name": token.name,
+            "digest": token.digest,
+            "role": token.role,
+            "payloads": int(token.payloads),
+            "at": token.created_at,
+        }
+        return bool(await self._tx(lambda c: c.execute(_Q["insert_token"], params).rowcount))
+
+    async def find_token(self, digest: str) -> TokenRecord | None:
+        def q(conn: sqlite3.Connection) -> TokenRecord | None:
+            row = conn.execute(_Q["find_token"], {"digest": digest}).fetchone()
+            return None if row is None else _token(row)
+
+        return await self._call(q)
+
+    async def list_tokens(self) -> list[TokenRecord]:
+        def q(conn: sqlite3.Connection) -> list[TokenRecord]:
+            return [_token(r) for r in conn.execute(_Q["list_tokens"])]
+
+        return await self._call(q)
+
+    async def revoke_token(self, name: str, at: float) -> bool:
+        params = {"name": name, "at": at}
+        return bool(await self._tx(lambda c: c.execute(_Q["revoke_token"], params).rowcount))
 
     async def read_events(self, run_id: str) -> list[EventRecord]:
         def q(conn: sqlite3.Connection) -> list[EventRecord]:
@@ -428,4 +521,15 @@ def _insert_event(conn: sqlite3.Connection, run_id: str, event: NewEvent) -> Non
             "seq": event.seq,
             "data": json.dumps(event.data),
         },
+    )
+
+
+def _token(row: sqlite3.Row) -> TokenRecord:
+    return TokenRecord(
+        name=row["name"],
+        digest=row["digest"],
+        role=row["role"],
+        payloads=bool(row["payloads"]),
+        created_at=row["created_at"],
+        revoked_at=row["revoked_at"],
     )

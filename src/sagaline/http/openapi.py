@@ -1,0 +1,410 @@
+"""The OpenAPI 3.1 document of ``/api/v1``, written by hand to match :mod:`routes`.
+
+``tests/http`` holds the server to it (schemathesis, against a live server): every
+response's status, content type and body must be the ones declared here.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sagaline.model.status import RunStatus, StepKind, StepStatus
+
+Json = dict[str, Any]
+
+
+def _ref(name: str) -> Json:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Json) -> Json:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+TIME = {"type": "string", "format": "date-time"}
+ANY: Json = {}
+ERROR = _nullable({"type": "object", "description": "``type`` and ``message``, and more"})
+STATUS = {"type": "string", "enum": [s.value for s in RunStatus]}
+
+
+def _problem(description: str) -> Json:
+    return {
+        "description": description,
+        "content": {"application/problem+json": {"schema": _ref("Problem")}},
+    }
+
+
+def _ok(description: str, schema: str) -> Json:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _object(properties: Json, required: list[str] | None = None, extra: bool = False) -> Json:
+    schema: Json = {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+    }
+    if not extra:
+        schema["additionalProperties"] = False
+    return schema
+
+
+RUN_SUMMARY = _object(
+    {
+        "run_id": {"type": "string"},
+        "workflow": {"type": "string"},
+        "status": STATUS,
+        "queue": {"type": "string"},
+        "created_at": TIME,
+        "updated_at": TIME,
+        "wake_at": _nullable(TIME),
+        "parent_run_id": _nullable({"type": "string"}),
+        "cancel_requested": {"type": "boolean"},
+        "error": ERROR,
+    }
+)
+
+STEP = _object(
+    {
+        "seq": {"type": "integer"},
+        "name": {"type": "string"},
+        "kind": {"type": "string", "enum": [k.value for k in StepKind]},
+        "status": {"type": "string", "enum": [s.value for s in StepStatus]},
+        "attempts": {"type": "integer"},
+        "error": ERROR,
+        "started_at": TIME,
+        "finished_at": TIME,
+        "pivot": {"type": "boolean"},
+        "compensable": {"type": "boolean"},
+        "compensates_seq": _nullable({"type": "integer"}),
+        "branch": {"type": "string"},
+        "input": ANY,
+        "output": ANY,
+    }
+)
+
+STACK = _object(
+    {
+        "sealed_by_pivot": _nullable({"type": "string"}),
+        "pending": {
+            "type": "array",
+            "items": _object(
+                {"seq": {"type": "integer"}, "name": {"type": "string"}, "kind": {"type": "string"}}
+            ),
+        },
+        "failed": _nullable(
+            _object(
+                {
+                    "seq": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "compensates_seq": _nullable({"type": "integer"}),
+                    "attempts": {"type": "integer"},
+                    "error": ERROR,
+                }
+            )
+        ),
+    }
+)
+
+RUN_DETAIL = _object(
+    {
+        **RUN_SUMMARY["properties"],
+        "input": {"description": "The arguments (or, without payload access, their shape)"},
+        "output": ANY,
+        "steps": {"type": "array", "items": _ref("Step")},
+        "compensation_stack": _ref("CompensationStack"),
+        "children": {
+            "type": "array",
+            "items": _object(
+                {"run_id": {"type": "string"}, "workflow": {"type": "string"}, "status": STATUS}
+            ),
+        },
+        "signals": {
+            "type": "array",
+            "description": "Signals kept for the run and not yet consumed",
+            "items": _object(
+                {
+                    "id": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "sent_at": TIME,
+                    "payload": ANY,
+                }
+            ),
+        },
+        "timeline": {
+            "type": "array",
+            "items": _object(
+                {
+                    "at": TIME,
+                    "offset_ms": {"type": "number"},
+                    "type": {"type": "string"},
+                    "subject": {"type": "string"},
+                    "detail": {"type": "string"},
+                    "seq": _nullable({"type": "integer"}),
+                    "data": {"type": "object"},
+                }
+            ),
+        },
+    }
+)
+
+PROBLEM = _object(
+    {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "Stable: branch on it, not on the text"},
+        "instance": {"type": "string"},
+    },
+    extra=True,
+)
+
+REASON = _object({"reason": {"type": "string", "minLength": 1, "pattern": r"\S"}})
+START = _object(
+    {
+        "workflow": {"type": "string", "description": "A workflow registered in the server"},
+        "input": {
+            "description": "The workflow's argument; an object of them by parameter name when "
+            "it has several; omitted: the parameters' defaults"
+        },
+        "run_id": {
+            "type": "string",
+            "description": "Idempotency: a start with an existing id "
+            "and the same input returns that run (200)",
+        },
+    },
+    required=["workflow"],
+)
+SIGNAL = _object({"name": {"type": "string"}, "payload": ANY}, required=["name"])
+
+RUN_LIST = _object(
+    {
+        "runs": {"type": "array", "items": _ref("RunSummary")},
+        "counts": {
+            "type": "object",
+            "description": "Runs matching the filters other than status, by status",
+            "properties": {s.value: {"type": "integer"} for s in RunStatus},
+            "required": [s.value for s in RunStatus],
+            "additionalProperties": False,
+        },
+        "next_cursor": _nullable({"type": "string"}),
+    }
+)
+
+WORKFLOWS = _object(
+    {
+        "workflows": {
+            "type": "array",
+            "items": _object(
+                {
+                    "name": {"type": "string"},
+                    "queue": {"type": "string"},
+                    "schedule": _nullable({"type": "string"}),
+                    "parameters": {"type": "array", "items": {"type": "string"}},
+                }
+            ),
+        },
+        "steps": {
+            "type": "array",
+            "items": _object(
+                {
+                    "name": {"type": "string"},
+                    "pivot": {"type": "boolean"},
+                    "compensation": _nullable({"type": "string"}),
+                    "transactional": {"type": "boolean"},
+                    "timeout": _nullable({"type": "number"}),
+                    "max_attempts": {"type": "integer"},
+                }
+            ),
+        },
+    }
+)
+
+QUEUES = _object(
+    {
+        "queues": {
+            "type": "array",
+            "items": _object(
+                {
+                    "name": {"type": "string"},
+                    "limit": _nullable({"type": "integer"}),
+                    "depth": {"type": "integer", "description": "Runs waiting for a worker"},
+                    "by_status": {
+                        "type": "object",
+                        "description": "Unfinished runs by status (zeros left out)",
+                        "additionalProperties": {"type": "integer"},
+                    },
+                }
+            ),
+        }
+    }
+)
+
+UNAUTHENTICATED = _problem("No valid bearer token (`unauthenticated`)")
+FORBIDDEN = _problem("The token is a viewer's (`forbidden`)")
+INVALID = _problem("Bad input (`invalid_request`, `invalid_name`, `invalid_cursor`, ...)")
+TOO_LARGE = _problem("The body is over the server's limit (`body_too_large`)")
+NOT_FOUND = _problem("No run has this id (`run_not_found`)")
+WRONG_STATE = _problem("The run's status forbids it (`invalid_operation`)")
+RUN_ID = {
+    "name": "run_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+
+def _body(schema: str) -> Json:
+    return {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+def _action(summary: str, body: str) -> Json:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": summary.split()[0].lower(),
+            "parameters": [RUN_ID],
+            "requestBody": _body(body),
+            "responses": {
+                "200": _ok("The run after the action", "RunSummary"),
+                "401": UNAUTHENTICATED,
+                "403": FORBIDDEN,
+                "404": NOT_FOUND,
+                "409": WRONG_STATE,
+                "413": TOO_LARGE,
+                "422": INVALID,
+            },
+        }
+    }
+
+
+def _query(name: str, schema: Json, description: str) -> Json:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+@cache
+def document() -> Json:
+    reads = {"401": UNAUTHENTICATED, "422": INVALID}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "sagaline", "version": "1"},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"bearer": []}],
+        "paths": {
+            "/runs": {
+                "get": {
+                    "summary": "List runs, newest first, with counts by status",
+                    "operationId": "listRuns",
+                    "parameters": [
+                        {
+                            **_query(
+                                "status",
+                                {"type": "array", "items": STATUS},
+                                "Only runs in these statuses (repeat the parameter)",
+                            ),
+                            "style": "form",
+                            "explode": True,
+                        },
+                        _query("workflow", {"type": "string"}, "Only runs of this workflow"),
+                        _query("created_after", TIME, "Created strictly after"),
+                        _query("created_before", TIME, "Created strictly before"),
+                        _query("prefix", {"type": "string"}, "Run ids starting with this"),
+                        _query("cursor", {"type": "string"}, "next_cursor of the last page"),
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                            "Runs per page",
+                        ),
+                    ],
+                    "responses": {"200": _ok("A page of runs", "RunList"), **reads},
+                },
+                "post": {
+                    "summary": "Start a run of a workflow (idempotent by run_id)",
+                    "operationId": "startRun",
+                    "requestBody": _body("StartRequest"),
+                    "responses": {
+                        "200": _ok("The run with this id already existed", "RunSummary"),
+                        "201": {
+                            **_ok("The run was created", "RunSummary"),
+                            "headers": {"Location": {"schema": {"type": "string"}}},
+                        },
+                        "401": UNAUTHENTICATED,
+                        "403": FORBIDDEN,
+                        "409": _problem("run_id is taken by another start (`run_conflict`)"),
+                        "413": TOO_LARGE,
+                        "422": INVALID,
+                    },
+                },
+            },
+            "/runs/{run_id}": {
+                "get": {
+                    "summary": "One run: steps, compensation stack, children, signals, timeline",
+                    "operationId": "showRun",
+                    "parameters": [RUN_ID],
+                    "responses": {
+                        "200": _ok("The run", "RunDetail"),
+                        "401": UNAUTHENTICATED,
+                        "404": NOT_FOUND,
+                    },
+                }
+            },
+            "/runs/{run_id}/cancel": _action("Cancel a run", "ReasonRequest"),
+            "/runs/{run_id}/retry": _action("Retry a parked run", "ReasonRequest"),
+            "/runs/{run_id}/skip": _action("Skip a failed compensation", "ReasonRequest"),
+            "/runs/{run_id}/signal": _action("Signal a run", "SignalRequest"),
+            "/workflows": {
+                "get": {
+                    "summary": "Workflows and steps registered in the server",
+                    "operationId": "listWorkflows",
+                    "responses": {
+                        "200": _ok("Registered definitions", "Workflows"),
+                        "401": UNAUTHENTICATED,
+                    },
+                }
+            },
+            "/queues": {
+                "get": {
+                    "summary": "Queues: concurrency limits and depth",
+                    "operationId": "listQueues",
+                    "responses": {"200": _ok("Queues", "Queues"), "401": UNAUTHENTICATED},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        },
+                        "401": UNAUTHENTICATED,
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": PROBLEM,
+                "RunSummary": RUN_SUMMARY,
+                "RunDetail": RUN_DETAIL,
+                "RunList": RUN_LIST,
+                "Step": STEP,
+                "CompensationStack": STACK,
+                "StartRequest": START,
+                "ReasonRequest": REASON,
+                "SignalRequest": SIGNAL,
+                "Workflows": WORKFLOWS,
+                "Queues": QUEUES,
+            },
+        },
+    }
