@@ -49,3 +49,59 @@ def test_the_worker_says_it_in_one_line_without_a_traceback(tmp_path: Path) -> N
     assert done.returncode == 1
     assert "it imports 'not_installed_anywhere_x5'" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+SCRIPT = """
+import asyncio, sys
+import sagaline
+from sagaline import Engine, step, workflow
+
+@step
+async def remember(x: str) -> str:
+    return x
+
+@workflow
+async def flow(x: str) -> str:
+    await remember(x)
+    await sagaline.sleep(0.5)   # the script exits while the run sleeps
+    return await remember(x + "!")
+
+async def main() -> None:
+    async with Engine(sys.argv[1]) as engine:
+        await engine.start(flow, "hi", run_id="r1")
+        await asyncio.sleep(0.2)
+
+if __name__ == "__main__":
+    asyncio.run(main())
+"""
+
+
+def test_a_script_names_its_definitions_as_the_module_a_worker_imports(tmp_path: Path) -> None:
+    script = tmp_path / "script_shop_x6.py"
+    script.write_text(SCRIPT)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, str(script), url], check=True, timeout=60, env=env)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sagaline.cli", "worker", "--db", url, "--import", str(script)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        import asyncio
+
+        from sagaline import Engine
+
+        async def finished() -> tuple[str, str, list[str]]:
+            async with Engine(url, worker=False) as client:
+                run = await client.wait("r1", timeout=60)
+                steps = [s.name for s in await client.steps("r1")]
+                return run.workflow, run.status.value, steps
+
+        workflow_name, status, steps = asyncio.run(finished())
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert workflow_name == "script_shop_x6.flow"  # not __main__.flow
+    assert status == "COMPLETED"  # resumed by a worker that imported the script
+    assert "script_shop_x6.remember" in steps

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sagaline.engine.registry import WorkflowDef, workflow
+from sagaline.engine.registry import WorkflowDef, default_name, workflow
 from sagaline.model.envelope import Event
 from sagaline.model.errors import DefinitionError
 from sagaline.model.names import check_name
@@ -65,7 +65,7 @@ def on(
         check_name("@on name", name)
 
     def register(fn: F) -> F:
-        label = name or f"{fn.__module__}.{fn.__qualname__}"
+        label = name or default_name(fn)
         _check_signature(fn, label)
         wdef: WorkflowDef[Any, Any] = workflow(name=label)(fn)
         _handlers[wdef.name] = HandlerDef(topic, wdef.name, service, on_failure, retry, wdef)

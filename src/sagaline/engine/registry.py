@@ -7,8 +7,10 @@ A worker can only run what its process has imported: runs and steps are stored b
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from sagaline.engine.transaction import Transaction
@@ -31,15 +33,35 @@ _workflows: dict[str, WorkflowDef[Any, Any]] = {}
 _steps: dict[str, StepDef[Any, Any]] = {}
 
 
-def _default_name(fn: Callable[..., Any]) -> str:
-    return f"{fn.__module__}.{fn.__qualname__}"
+def default_name(fn: Callable[..., Any]) -> str:
+    return f"{_module_of(fn)}.{fn.__qualname__}"
+
+
+def _module_of(fn: Callable[..., Any]) -> str:
+    """The module's importable name, also for the script that was run as ``__main__``.
+
+    A run is stored with the names of its workflow and steps, and a worker that later
+    imports the script as a module (``--import orders``) knows them as ``orders.x``: the
+    name ``__main__.x`` would park the run BLOCKED. So a script's definitions are named
+    after the module it is when imported: ``python -m pkg.orders`` → ``pkg.orders``,
+    ``python orders.py`` → ``orders``.
+    """
+    module = fn.__module__
+    if module != "__main__":
+        return module
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and spec.name != "__main__":
+        return str(spec.name)
+    path = getattr(main, "__file__", None)
+    return Path(path).stem if path else module
 
 
 def _register(table: dict[str, Any], kind: str, name: str, definition: Any) -> None:
     existing = table.get(name)
-    if existing is not None and _default_name(existing.fn) != _default_name(definition.fn):
+    if existing is not None and default_name(existing.fn) != default_name(definition.fn):
         raise DefinitionError(
-            f"{kind} name {name!r} is already used by {_default_name(existing.fn)}; "
+            f"{kind} name {name!r} is already used by {default_name(existing.fn)}; "
             f"give one of them another name=..."
         )
     table[name] = definition
@@ -69,7 +91,7 @@ class StepDef(Generic[P, R]):
         transactional: bool = False,
     ) -> None:
         self.fn = fn
-        self.name = name or _default_name(fn)
+        self.name = name or default_name(fn)
         self.is_async = inspect.iscoroutinefunction(fn)
         self.retry = retry or DEFAULT_STEP_RETRY
         self.retry_given = retry is not None
@@ -128,7 +150,7 @@ class StepDef(Generic[P, R]):
             if self.compensation is not None and self.compensation.fn is not comp:
                 raise DefinitionError(f"step {self.name!r} already has a compensation")
             self.compensation = CompensationDef(
-                name=_default_name(comp),
+                name=default_name(comp),
                 fn=comp,
                 is_async=inspect.iscoroutinefunction(comp),
                 retry=retry or DEFAULT_COMPENSATION_RETRY,
@@ -154,7 +176,7 @@ class WorkflowDef(Generic[P, R]):
         schedule: str | None = None,
     ) -> None:
         self.fn = fn
-        self.name = name or _default_name(fn)
+        self.name = name or default_name(fn)
         self.queue = queue
         if not inspect.iscoroutinefunction(fn):
             raise DefinitionError(
