@@ -44,11 +44,14 @@ DbOption = Annotated[
 ]
 
 
-def _run(url: str, action: Callable[[Engine], Awaitable[T]]) -> T:
-    """Run ``action`` on a client engine; a SagalineError becomes a message and exit code 1."""
+def _run(url: str, action: Callable[[Engine], Awaitable[T]], create: bool = False) -> T:
+    """Run ``action`` on a client engine; a SagalineError becomes a message and exit code 1.
+
+    Commands never create a database (a mistyped --db would leave an empty one behind),
+    except ``db migrate``, whose job it is."""
 
     async def go() -> T:
-        async with Engine(url, worker=False) as engine:
+        async with Engine(url, worker=False, create=create) as engine:
             return await action(engine)
 
     try:
@@ -209,7 +212,7 @@ def signal(
 @db_app.command("migrate")
 def migrate(db: DbOption = DEFAULT_DB) -> None:
     """Create the schema or bring it up to date (engines also do this when they open)."""
-    _run(db, lambda e: asyncio.sleep(0))
+    _run(db, lambda e: asyncio.sleep(0), create=True)
     console.print(escape(f"{db}: schema is up to date"))
 
 

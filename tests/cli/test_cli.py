@@ -165,3 +165,20 @@ def test_user_text_is_shown_literally_never_as_markup(tmp_path: Path) -> None:
     shown = sagaline("runs", "show", "m[1]", "--db", url).stdout
     assert "m[1]" in listed and text in listed.replace("\n", "")
     assert text in shown.replace("\n", "")
+
+
+def test_reading_commands_never_create_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "folder" / "x.db"
+    done = sagaline("runs", "list", "--db", f"sqlite:///{missing}", check=False)
+    assert done.returncode == 1
+    assert f"there is no sagaline database at {missing}" in done.stdout
+    assert not (tmp_path / "no").exists()  # neither the file nor its folders
+    folder = sagaline("runs", "list", "--db", f"sqlite:///{tmp_path}", check=False)
+    assert folder.returncode == 1 and "is a folder, not a database file" in folder.stdout
+    assert "Traceback" not in done.stdout + done.stderr + folder.stdout + folder.stderr
+
+
+def test_db_migrate_is_the_command_that_creates(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    assert "schema is up to date" in sagaline("db", "migrate", "--db", url).stdout
+    assert "0 run(s)" in sagaline("runs", "list", "--db", url).stdout

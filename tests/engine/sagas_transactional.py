@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import sagaline
 from sagaline import RetryPolicy, Transaction, step, workflow
 
@@ -37,3 +39,20 @@ async def count_moves(tx: Transaction) -> int:
 async def transactional_order(sku: str) -> list[int]:
     reserved = await reserve_stock(sku, 3)
     return [reserved, await count_moves()]
+
+
+@step(transactional=True)
+async def slow_insert(tx: Transaction, key: str) -> str:
+    """Longer than VISIBLE_AFTER: a RUNNING marker must never overwrite its end."""
+    ATTEMPTS.append(key)
+    await tx.execute("CREATE TABLE IF NOT EXISTS slow_rows (k TEXT PRIMARY KEY)")
+    await tx.execute(f"INSERT INTO slow_rows (k) VALUES ({ph(tx, 1)})", (key,))
+    await asyncio.sleep(0.4)
+    return key
+
+
+@workflow(name="transactional_then_sleep")
+async def transactional_then_sleep(key: str) -> str:
+    done = await slow_insert(key)
+    await sagaline.sleep(0.3)  # suspends: the resumed run replays the step above
+    return done

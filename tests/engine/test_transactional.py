@@ -53,3 +53,14 @@ def test_a_transactional_step_must_take_the_transaction_first() -> None:
 
         @step(transactional=True)  # type: ignore[arg-type]  # the mistake under test
         def not_async(tx: Transaction) -> None: ...
+
+
+async def test_a_slow_transactional_step_is_recorded_once_and_never_runs_again(
+    make_engine: MakeEngine,
+) -> None:
+    async with make_engine() as engine:
+        handle = await engine.start(t.transactional_then_sleep, "S-1", run_id="tx-slow")
+        assert await asyncio.wait_for(handle.result(), 30) == "S-1"
+        assert t.ATTEMPTS == ["S-1"]  # the replay after the sleep did not run it again
+        steps = [s for s in await engine.steps("tx-slow") if s.kind.value == "step"]
+        assert [(s.status.value, s.attempts) for s in steps] == [("SUCCEEDED", 1)]

@@ -86,3 +86,23 @@ async def test_unreachable_server_is_a_clear_error() -> None:
 def test_bad_schema_names_are_refused() -> None:
     with pytest.raises(DatabaseError, match="bad schema name"):
         parse_url("postgresql://u@h/db?schema=Robert'); DROP")
+
+
+async def test_a_reader_never_creates_a_schema_and_says_where_it_looked(postgres_url: str) -> None:
+    from sagaline.model.errors import DatabaseNotFoundError
+    from sagaline.store import open_store
+
+    store = open_store(postgres_url)
+    with pytest.raises(DatabaseNotFoundError, match="there is no schema 't_"):
+        await store.open(create=False)
+
+
+async def test_a_missing_postgres_database_is_a_clear_error() -> None:
+    from sagaline.model.errors import DatabaseNotFoundError
+    from sagaline.store import open_store
+    from tests.conftest import POSTGRES_URL, require_postgres
+
+    require_postgres()
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_database_x7"
+    with pytest.raises(DatabaseNotFoundError, match="has no such database"):
+        await open_store(url).open()

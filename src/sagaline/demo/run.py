@@ -47,6 +47,7 @@ async def run_demo(url: str, console: Console) -> bool:
     console.rule("3. worker killed with SIGKILL while shipping, then restarted")
     order = Order(f"order-{tag}-3", 1500, ledger, ship_pause=60.0)
     ok &= await _crash_scenario(url, console, order)
+    console.print(f"look at these runs again: sagaline runs list --db {url}")
     return ok
 
 

@@ -116,6 +116,8 @@ class Engine:
             service. The engine opens even while the broker is down; events wait.
         service: the service this process is (the source of its events; the handlers it
             runs); default: every handler's own.
+        create: ``False`` for a client that only reads: a database (file, folder, schema)
+            that is not there raises :class:`DatabaseNotFoundError` instead of being made.
         correlation_field: for messages from producers that are not sagaline: the field of
             their JSON data that holds the correlation id (``"order_id"``).
         store: a ready-made (unopened) store instead of one built from ``url``, for
@@ -138,6 +140,7 @@ class Engine:
         bus: str | None = None,
         service: str | None = None,
         correlation_field: str | None = None,
+        create: bool = True,
     ) -> None:
         if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
             raise SagalineError(
@@ -165,6 +168,7 @@ class Engine:
         self.bus_url = bus
         self._bus: Bus | None = open_bus(bus) if bus is not None else None
         self._correlation_field = correlation_field
+        self._create = create
         self._link: BusLink | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -185,7 +189,7 @@ class Engine:
         if self._store is not None:
             return
         store = self._given_store or open_store(self.url)
-        await store.open()
+        await store.open(self._create)
         self._store = store
         if self._embed_worker:
             self._threads = ThreadPoolExecutor(self._sync_threads, "sagaline-step")

@@ -165,7 +165,10 @@ async def _run(
                 ctx, sdef, call, data, started, started_at, running, committed, args, kwargs
             )
 
-    later = None if sdef.pivot else asyncio.get_running_loop().call_later(VISIBLE_AFTER, show)
+    # A transactional step commits its own end inside its transaction: a RUNNING marker
+    # riding a group commit could land after it and undo it, so it gets none.
+    quiet = sdef.pivot or sdef.transactional
+    later = None if quiet else asyncio.get_running_loop().call_later(VISIBLE_AFTER, show)
     try:
         outcome = await call_with_retries(
             ctx.rt,

@@ -265,6 +265,12 @@ class DatabaseError(SagalineError):
     code = "database_error"
 
 
+class DatabaseNotFoundError(DatabaseError):
+    """Nothing at that URL, and the caller only reads: nothing was created."""
+
+    code = "database_not_found"
+
+
 class DatabaseUnavailableError(DatabaseError):
     """A transient failure (dropped connection, restart, lock timeout): worth retrying."""
 

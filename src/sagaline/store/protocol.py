@@ -118,8 +118,12 @@ class StoreTransaction(Protocol):
 class Store(Protocol):
     url: str
 
-    async def open(self) -> None:
+    async def open(self, create: bool = True) -> None:
         """Connect, and create or migrate the schema.
+
+        With ``create=False`` (the commands that only read) nothing new is made: no file,
+        no folder, no schema; a database that is not there raises
+        :class:`DatabaseNotFoundError` naming where it looked.
 
         Raises:
             NotASagalineDatabaseError: the database holds something else.

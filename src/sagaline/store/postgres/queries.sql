@@ -404,3 +404,6 @@ SELECT * FROM tokens ORDER BY name
 
 -- name: revoke_token
 UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL
+
+-- name: schema_exists
+SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1);

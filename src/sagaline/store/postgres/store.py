@@ -25,10 +25,12 @@ from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+import asyncpg.exceptions as pgx
 
 from sagaline.model import events as ev
 from sagaline.model.errors import (
     DatabaseError,
+    DatabaseNotFoundError,
     DatabaseUnavailableError,
 )
 from sagaline.model.records import (
@@ -44,6 +46,7 @@ from sagaline.model.records import (
     new_run_record,
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
+from sagaline.model.urls import redact
 from sagaline.store.postgres.batch import insert_outbox, write, write_each
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.postgres.transaction import transaction
@@ -107,15 +110,21 @@ class PostgresStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, create: bool = True) -> None:
         try:
             if self._schema:
                 conn = await asyncpg.connect(self._dsn)
                 try:
-                    await conn.execute(
-                        "SELECT set_config('sagaline.schema', $1, false)", self._schema
-                    )
-                    await conn.execute(_Q["create_schema"])
+                    if create:
+                        await conn.execute(
+                            "SELECT set_config('sagaline.schema', $1, false)", self._schema
+                        )
+                        await conn.execute(_Q["create_schema"])
+                    elif not await conn.fetchval(_Q["schema_exists"], self._schema):
+                        raise DatabaseNotFoundError(
+                            f"there is no schema {self._schema!r} in {redact(self._dsn)} "
+                            f"(nothing was created); check ?schema= in --db / SAGALINE_DB"
+                        )
                 finally:
                     await conn.close()
             self._pool = await asyncpg.create_pool(
@@ -126,8 +135,18 @@ class PostgresStore:
             )
         except TRANSIENT as exc:
             raise DatabaseError(
-                f"cannot reach PostgreSQL at {self._dsn} ({exc}); is the server running? "
-                f"(pg_ctlcluster <version> main start)"
+                f"cannot reach PostgreSQL at {redact(self._dsn)} ({exc}); is the server "
+                f"running? (pg_ctlcluster <version> main start)"
+            ) from exc
+        except pgx.InvalidCatalogNameError as exc:
+            raise DatabaseNotFoundError(
+                f"PostgreSQL at {redact(self._dsn)} has no such database ({exc}); create it "
+                f"(createdb NAME) or fix the URL"
+            ) from exc
+        except (pgx.InvalidAuthorizationSpecificationError, pgx.InvalidPasswordError) as exc:
+            raise DatabaseError(
+                f"PostgreSQL at {redact(self._dsn)} refused the login ({exc}); check the user "
+                f"and password in the URL, and that the role may log in"
             ) from exc
         async with self._pool.acquire() as conn, conn.transaction():
             await migrate(conn, self._dsn)

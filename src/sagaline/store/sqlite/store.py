@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from sagaline.model import events as ev
 from sagaline.model.errors import (
     DatabaseError,
+    DatabaseNotFoundError,
     DatabaseUnavailableError,
 )
 from sagaline.model.records import (
@@ -75,6 +76,20 @@ def path_from_url(url: str) -> str:
     return rest[1:]
 
 
+def _check_path(path: Path, create: bool) -> None:
+    if path.is_dir():
+        raise DatabaseError(
+            f"{path} is a folder, not a database file; give a file path, e.g. "
+            f"sqlite:///{path / 'sagaline.db'}"
+        )
+    if not create and not path.exists():
+        raise DatabaseNotFoundError(
+            f"there is no sagaline database at {path} (nothing was created); point --db or "
+            f"SAGALINE_DB at an existing one, e.g. sqlite:///sagaline-demo.db after "
+            f"`sagaline demo`"
+        )
+
+
 class SqliteStore:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -82,6 +97,10 @@ class SqliteStore:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sagaline-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._transactions: TransactionConnection | None = None
+        self._write_lock = asyncio.Lock()
+        """Writes of this process take turns here rather than in SQLite's busy handler,
+        which sleeps in steps of up to 100 ms: a transactional step's own transaction
+        and the group commits never wait on each other's file lock."""
 
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
@@ -91,6 +110,10 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
 
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        async with self._write_lock:
+            return await self._tx_locked(fn)
+
+    async def _tx_locked(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -105,10 +128,12 @@ class SqliteStore:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, create: bool = True) -> None:
         def connect() -> sqlite3.Connection:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _check_path(Path(self.path), create)
+                if create:
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             try:
@@ -122,7 +147,7 @@ class SqliteStore:
 
     def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
         if self._transactions is None:
-            self._transactions = TransactionConnection(self.path)
+            self._transactions = TransactionConnection(self.path, self._write_lock)
         return self._transactions.transaction()
 
     async def aclose(self) -> None:

@@ -2,8 +2,9 @@
 in one commit.
 
 It has a connection (and a thread) of its own, so the group commits of other runs never
-interleave with it: they wait on SQLite's write lock instead, as another process would.
-Transactional steps of one process take that connection in turn.
+interleave with it (and their readers never see it before it commits). It holds the
+store's write lock while it is open: the process's commits wait for it there, not in
+SQLite's busy handler.
 """
 
 from __future__ import annotations
@@ -47,11 +48,12 @@ class SqliteTransaction:
 
 
 class TransactionConnection:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, lock: asyncio.Lock) -> None:
         self.path = path
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sagaline-sqlite-tx")
         self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = lock
+        """The store's write lock: held for the whole transaction."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqliteTransaction]:
