@@ -36,6 +36,8 @@ app.add_typer(db_app, name="db")
 queues_app = typer.Typer(help="Queues and their concurrency limits.", no_args_is_help=True)
 app.add_typer(queues_app, name="queues")
 
+ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the audit trail.")]
+ByOption = Annotated[str | None, typer.Option("--by", help="Who, for the audit trail.")]
 IDLE_SECONDS = 60.0
 """A run nobody wrote to for this long, unfinished, probably has no worker."""
 DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
@@ -163,16 +165,26 @@ def show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
 
 
 @runs_app.command("cancel")
-def cancel(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+def cancel(
+    run_id: str,
+    db: DbOption = DEFAULT_DB,
+    reason: ReasonOption = None,
+    by: ByOption = None,
+) -> None:
     """Cancel a run: it stops at its next step and its completed steps are compensated."""
-    run = _run(db, lambda e: e.cancel(run_id))
+    run = _run(db, lambda e: e.cancel(run_id, reason=reason, by=by))
     console.print(f"cancel requested for {escape(run_id)} (now {styled_status(run.status)})")
 
 
 @runs_app.command("retry")
-def retry(run_id: str, db: DbOption = DEFAULT_DB) -> None:
+def retry(
+    run_id: str,
+    db: DbOption = DEFAULT_DB,
+    reason: ReasonOption = None,
+    by: ByOption = None,
+) -> None:
     """Try a parked run again (COMPENSATION_FAILED, FAILED_AFTER_PIVOT, BLOCKED)."""
-    run = _run(db, lambda e: e.retry(run_id))
+    run = _run(db, lambda e: e.retry(run_id, reason=reason, by=by))
     console.print(f"{escape(run_id)} will be retried by a worker (now {styled_status(run.status)})")
 
 
@@ -269,6 +281,10 @@ def worker(
     service: Annotated[
         str | None, typer.Option("--service", help="The service this worker is.")
     ] = None,
+    poll_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between looks for runs started elsewhere (SQLite)."),
+    ] = 1.0,
 ) -> None:
     """Run a long-lived worker: the imported workflows' runs, and with --bus the
     imported @sagaline.on handlers of its service and the outbox relay."""
@@ -286,6 +302,7 @@ def worker(
                 drain_seconds,
                 bus=bus,
                 service=service,
+                poll_interval=poll_interval,
             )
         )
     except SagalineError as exc:

@@ -68,6 +68,7 @@ async def run_worker(
     *,
     bus: str | None = None,
     service: str | None = None,
+    poll_interval: float = 1.0,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then let runs finish the step they are in (up to
     ``drain_seconds``) and release them, so other workers resume them at once."""
@@ -86,6 +87,7 @@ async def run_worker(
         lease_seconds=lease_seconds,
         bus=bus,
         service=service,
+        poll_interval=poll_interval,
     )
     await engine.open()
     try:

@@ -182,3 +182,21 @@ def test_db_migrate_is_the_command_that_creates(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'new.db'}"
     assert "schema is up to date" in sagaline("db", "migrate", "--db", url).stdout
     assert "0 run(s)" in sagaline("runs", "list", "--db", url).stdout
+
+
+def test_retry_records_who_and_why(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+
+    async def parked() -> None:
+        async with Engine(url) as engine:
+            bad = Plan("p1", fail_charge=True, fail_release=99)
+            with contextlib.suppress(RunFailedError):
+                await (await engine.start(sagas.order, bad, run_id="p1")).result()
+
+    asyncio.run(parked())
+    out = sagaline(
+        "runs", "retry", "p1", "--db", url, "--reason", "inventory is back", "--by", "ana"
+    ).stdout
+    assert "p1 will be retried" in out
+    shown = sagaline("runs", "show", "p1", "--db", url).stdout
+    assert "reason: inventory is back" in shown and "by: ana" in shown
