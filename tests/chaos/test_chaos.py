@@ -56,13 +56,6 @@ async def test_a_worker_paused_past_its_lease_gets_no_late_write_through(
     assert result.figures["paused_worker_alive_after"], "it crashed instead of letting go"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a worker woken from SIGSTOP after its lease ended goes on with the runs it held "
-    "between two steps: it begins their next step although another worker has taken the run "
-    "over and already run that step (its commit is then fenced, but the step's side effect "
-    "happens twice); it does not check that its last lease renewal is still in force",
-)
 async def test_a_worker_woken_past_its_lease_starts_no_step_of_a_run_it_lost(
     store_url: str, tmp_path: Path, seed: int
 ) -> None:

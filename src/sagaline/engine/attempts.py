@@ -191,13 +191,15 @@ async def call_with_retries(
     on_failure: OnFailure,
     *,
     interrupt: asyncio.Event | None = None,
+    before_retry: Callable[[], Awaitable[None]] | None = None,
 ) -> Outcome:
     """Attempts of ``fn`` per ``policy`` until one succeeds or no retry is left.
 
     Each failed attempt that will be retried is reported to ``on_failure`` before the
     backoff. Setting ``interrupt`` cuts a backoff short: no further attempt starts, and
     the outcome is the last failure, marked ``interrupted``. Never returns, and never starts
-    another attempt, while a timed-out attempt's thread still runs.
+    another attempt, while a timed-out attempt's thread still runs. ``before_retry`` runs
+    before each further attempt (after the backoff) and may raise to stop it.
     """
     started_at = rt.clock()
     attempt = 0
@@ -230,6 +232,8 @@ async def call_with_retries(
                 await _join(unfinished, fn)
             if interrupt is not None and interrupt.is_set():
                 return Outcome(False, None, info, attempt, started_at, unknown, interrupted=True)
+            if before_retry is not None:
+                await before_retry()
         else:
             return Outcome(True, value, None, attempt, started_at)
 

@@ -324,6 +324,30 @@ class RunContext:
         for rec in cp.steps:
             self.records[rec.seq] = rec
 
+    async def ensure_lease(self) -> None:
+        """Before a step or compensation begins: make sure this worker still holds the run.
+
+        Its side effect would happen before any fenced checkpoint could refuse it, so a
+        worker that was paused past its lease renews it for this run first, and stops
+        (writing nothing) if another worker has taken the run over.
+
+        Raises:
+            LostLease: the run is no longer this worker's.
+            StoreInterrupted: the database could not say.
+        """
+        leases = self.rt.leases
+        run_id = self.run.run_id
+        if leases.fresh(run_id):
+            return
+        sent_at = leases.now()
+        try:
+            held = await self.rt.store.heartbeat(self.rt.owner, self.rt.lease_seconds, [run_id])
+        except Exception as exc:
+            raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
+        if not held:
+            raise LostLease(run_id)
+        leases.granted([run_id], sent_at)
+
     # -- the command path ----------------------------------------------------------------
 
     def check_boundary(self) -> None:

@@ -20,6 +20,7 @@ from sagaline.engine.choreography import BusLink, outside_message
 from sagaline.engine.commit import Batcher, GroupCommitter
 from sagaline.engine.event_waits import signal_name
 from sagaline.engine.handlers import handlers_of
+from sagaline.engine.leases import Leases
 from sagaline.engine.registry import WorkflowDef, get_workflow, workflow_names
 from sagaline.engine.runtime import Runtime
 from sagaline.engine.wake import wait_event
@@ -377,13 +378,14 @@ class Engine:
         runs_here = worker is not None and worker.capacity > 0 and wdef.queue in worker.queues
         owner = worker.rt.owner if worker is not None and runs_here else None
         new = NewRun(run_id, wdef.name, data, wdef.queue, self._clock())
+        sent_at = Leases.now()
         run, created = await self._creator().submit((new, owner))
         # Even when ``created``: a store reports a run it finds claimed by this worker as
         # its own (a retry after a lost answer), and that may be another call's run.
         self._check_same_start(run, wdef, data)
         if created and worker is not None:
             if run.owner is not None:
-                worker.adopt(run, fresh=True)
+                worker.adopt(run, fresh=True, granted_at=sent_at)
             else:
                 worker.wake()
         return RunHandle(self, run_id, wdef)

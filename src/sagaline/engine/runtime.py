@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from random import random
 
 from sagaline.engine.commit import GroupCommitter
+from sagaline.engine.leases import Leases
 from sagaline.model.codec import Codec
 from sagaline.store.protocol import Store
 
@@ -32,3 +33,8 @@ class Runtime:
     watch_event: Callable[[str, str, str], Awaitable[None]] | None = None
     """Record that a run waits for (topic, correlation id) and make sure the bus link
     listens to the topic; None: this engine has no bus."""
+    leases: Leases = field(init=False)
+    """When this worker's lease on each run it executes ends, as far as it knows."""
+
+    def __post_init__(self) -> None:
+        self.leases = Leases(self.lease_seconds)

@@ -108,6 +108,7 @@ async def call_step(
     if call.recorded is not None:
         return _replay(ctx, sdef, call.recorded)
     data = sdef.signature.encode_args(ctx.rt.codec, values)
+    await ctx.ensure_lease()
     ctx.enter_step()
     try:
         rec = await _run(ctx, sdef, call, values, data)
@@ -180,6 +181,7 @@ async def _run(
             sdef.timeout,
             on_failure,
             interrupt=ctx.interrupt,
+            before_retry=ctx.ensure_lease,
         )
     finally:
         leave(running)

@@ -153,6 +153,7 @@ async def _run_compensation(
             False, None, {"type": type(exc).__name__, "message": str(exc)}, 0, started
         )
     args, kwargs = sdef.signature.call_parts(values)
+    await ctx.ensure_lease()
     running = steps.enter(ctx.run.run_id, comp.name, seq, f"compensation:{rec.seq}", True)
 
     async def on_failure(attempt: int, error: dict[str, Any], delay: float) -> None:
@@ -181,6 +182,7 @@ async def _run_compensation(
             comp.retry,
             comp.timeout,
             on_failure,
+            before_retry=ctx.ensure_lease,
         )
     finally:
         steps.leave(running)

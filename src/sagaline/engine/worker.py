@@ -120,10 +120,15 @@ class Worker:
     def executing(self, run_id: str) -> bool:
         return run_id in self._tasks
 
-    def adopt(self, run: RunRecord, fresh: bool = False) -> None:
-        """Execute a run this worker has just claimed (``fresh``: just created, no history)."""
+    def adopt(self, run: RunRecord, fresh: bool = False, granted_at: float | None = None) -> None:
+        """Execute a run this worker has just claimed (``fresh``: just created, no history).
+
+        ``granted_at``: when the claim that leased it was sent (on ``Leases.now``'s clock).
+        """
         if run.run_id in self._tasks:
             return
+        leases = self.rt.leases
+        leases.granted([run.run_id], leases.now() if granted_at is None else granted_at)
         task = asyncio.create_task(self._execute(run, fresh), name=f"sagaline-run-{run.run_id}")
         self._tasks[run.run_id] = task
 
@@ -165,6 +170,7 @@ class Worker:
         finally:
             self._tasks.pop(run.run_id, None)
             self._contexts.pop(run.run_id, None)
+            self.rt.leases.forget(run.run_id)
             self._on_settled(run.run_id, settled)
             if look_again:
                 self._wake.set()
@@ -230,6 +236,7 @@ class Worker:
             if self.capacity <= 0:
                 return
             wanted = self.capacity
+            sent_at = self.rt.leases.now()
             runs = await self.rt.store.claim(
                 self.rt.owner,
                 self.rt.lease_seconds,
@@ -240,7 +247,7 @@ class Worker:
             )
             self._backlog |= len(runs) == wanted
             for run in runs:
-                self.adopt(run)
+                self.adopt(run, granted_at=sent_at)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.rt.lease_seconds / 3
@@ -248,9 +255,13 @@ class Worker:
             await asyncio.sleep(interval)
             if not self._tasks:
                 continue
+            run_ids = list(self._tasks)
+            sent_at = self.rt.leases.now()
             try:
-                await self.rt.store.heartbeat(
-                    self.rt.owner, self.rt.lease_seconds, list(self._tasks)
-                )
+                held = await self.rt.store.heartbeat(self.rt.owner, self.rt.lease_seconds, run_ids)
+                # Fewer than asked: some run was lost, which one is unknown; each of them
+                # confirms its own lease before its next step.
+                if held == len(run_ids):
+                    self.rt.leases.granted(run_ids, sent_at)
             except Exception as exc:
                 log.warning("lease heartbeat failed (%s); retrying", exc)
