@@ -21,7 +21,8 @@ class CrashingStore:
 
     Args:
         inner: the real store.
-        commit_number: which ``commit`` call (1-based, counted in this process) to die at.
+        commit_number: which ``commit`` call (1-based, counted in this process) to die at;
+            0 never dies, and only counts (see :attr:`commits`).
         before: die before that commit reaches the database (else just after it landed).
     """
 
@@ -31,6 +32,11 @@ class CrashingStore:
         self._before = before
         self._commits = 0
         self.url = inner.url
+
+    @property
+    def commits(self) -> int:
+        """Commits begun so far in this process: how a test learns a run's boundaries."""
+        return self._commits
 
     def as_store(self) -> Store:
         return cast(Store, self)
