@@ -9,13 +9,18 @@ from pathlib import Path
 SRC = Path(__file__).parents[1] / "src" / "sagaline"
 ORDER = [
     "model",
+    "codecs",
     "store",
     "bus",
     "engine",
+    "diagrams",
     "testing",
     "console",
     "demo",
     "worker_process",
+    "definitions",
+    "asl_cli",
+    "diagram_cli",
     "sagas_cli",
     "http",
     "serve_cli",

@@ -23,6 +23,8 @@ from sagaline.engine.steps import StepInfo, step_info
 from sagaline.engine.tracker import Choreography, Tracker
 from sagaline.engine.transaction import Transaction
 from sagaline.model.choreography import Expectation, SagaNotFoundError, SagaStatus, SagaView
+from sagaline.model.codec import Chain, PayloadCodec
+from sagaline.model.crypto import AesGcm, PayloadCodecError, PayloadKeyError, PayloadTamperedError
 from sagaline.model.envelope import Event
 from sagaline.model.errors import (
     BusError,
@@ -48,8 +50,10 @@ from sagaline.model.retry import RetryPolicy
 from sagaline.model.status import RunStatus
 
 __all__ = [
+    "AesGcm",
     "BusError",
     "BusUnavailableError",
+    "Chain",
     "ChildHandle",
     "Choreography",
     "Engine",
@@ -60,10 +64,14 @@ __all__ = [
     "InvalidOperationError",
     "NonDeterminismError",
     "NonRetryable",
+    "PayloadCodec",
+    "PayloadCodecError",
     "PayloadDecodeError",
     "PayloadEncodeError",
     "PayloadError",
+    "PayloadKeyError",
     "PayloadNotFiniteError",
+    "PayloadTamperedError",
     "PayloadTooLargeError",
     "RetryPolicy",
     "RunConflictError",

@@ -12,28 +12,39 @@ from typing import Annotated, TypeVar
 import typer
 from rich.markup import escape
 
+from sagaline.asl_cli import asl_app
+from sagaline.codecs import from_env
 from sagaline.console import make_console, runs_table, styled_status, timeline_table
+from sagaline.diagram_cli import diagram
 from sagaline.engine.engine import Engine
 from sagaline.model.advice import advise
-from sagaline.model.errors import SagalineError
+from sagaline.model.errors import SagalineError, UndecodableRowError
 from sagaline.model.records import RunRecord
 from sagaline.model.status import RunStatus
+from sagaline.model.urls import redact
 from sagaline.sagas_cli import sagas_app, tracker
 from sagaline.serve_cli import serve, tokens_app
+from sagaline.store import open_store
+from sagaline.store.rows import UndecodableRun
 
 T = TypeVar("T")
 console = make_console()
 app = typer.Typer(
+    rich_markup_mode=None,
     help="sagaline: durable sagas. Inspect and operate runs, or run the demo.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-runs_app = typer.Typer(help="See and operate runs.", no_args_is_help=True)
+runs_app = typer.Typer(rich_markup_mode=None, help="See and operate runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
-db_app = typer.Typer(help="The database: schema migrations.", no_args_is_help=True)
+db_app = typer.Typer(
+    rich_markup_mode=None, help="The database: schema migrations and checks.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
-queues_app = typer.Typer(help="Queues and their concurrency limits.", no_args_is_help=True)
+queues_app = typer.Typer(
+    rich_markup_mode=None, help="Queues and their concurrency limits.", no_args_is_help=True
+)
 app.add_typer(queues_app, name="queues")
 
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the audit trail.")]
@@ -53,7 +64,7 @@ def _run(url: str, action: Callable[[Engine], Awaitable[T]], create: bool = Fals
     except ``db migrate``, whose job it is."""
 
     async def go() -> T:
-        async with Engine(url, worker=False, create=create) as engine:
+        async with Engine(url, worker=False, create=create, payload_codec=from_env()) as engine:
             return await action(engine)
 
     try:
@@ -64,6 +75,7 @@ def _run(url: str, action: Callable[[Engine], Awaitable[T]], create: bool = Fals
 
 
 demo_app = typer.Typer(
+    rich_markup_mode=None,
     help="Run the order saga three ways on SQLite: happy, declined, and crashed mid-saga "
     "(`sagaline demo choreography`: the same saga across four service processes).",
     invoke_without_command=True,
@@ -137,8 +149,11 @@ def list_runs(
         runs = await engine.list_runs(wanted, limit)
         problems = {}
         for run in runs:  # parked runs say what is stuck, not only the first error
-            if run.status.is_parked:
-                problems[run.run_id] = advise(run, await engine.steps(run.run_id)).problem
+            if run.status.is_parked and not isinstance(run, UndecodableRun):
+                try:
+                    problems[run.run_id] = advise(run, await engine.steps(run.run_id)).problem
+                except UndecodableRowError as exc:
+                    problems[run.run_id] = f"undecodable: {exc.reason}"
         return runs, problems
 
     runs, problems = _run(db, read)
@@ -153,7 +168,13 @@ def show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
         run = await engine.get_run(run_id)
         console.print(timeline_table(run, await engine.history(run_id)))
         idle = time.time() - run.updated_at > IDLE_SECONDS
-        advice = advise(run, await engine.steps(run_id), idle=idle)
+        try:
+            steps = await engine.steps(run_id)
+        except UndecodableRowError as exc:  # the timeline above was still worth showing
+            console.print(f"steps: undecodable: {escape(exc.reason)}")
+            console.print(f"  look the database over: sagaline db check --db {escape(redact(db))}")
+            return
+        advice = advise(run, steps, idle=idle)
         if advice.problem:
             console.print(f"[bold]needs attention:[/bold] {escape(advice.problem)}")
             for action in advice.actions:
@@ -221,6 +242,41 @@ def signal(
     console.print(escape(f"signal {name!r} sent to {run_id}"))
 
 
+@db_app.command("check")
+def check(db: DbOption = DEFAULT_DB) -> None:
+    """Look the database over without writing to it; exit code 1 if anything is wrong.
+
+    SQLite: its integrity check over every page, and the schema. PostgreSQL (which checks
+    its own pages): the schema's version, each table present and readable, each index
+    valid, and the server's count of checksum failures.
+    """
+
+    async def go() -> list[str]:
+        store = open_store(db)
+        try:
+            return await store.check()
+        finally:
+            await store.aclose()
+
+    where = redact(db)
+    try:
+        problems = asyncio.run(go())
+    except SagalineError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if not problems:
+        console.print(escape(f"{where}: ok"))
+        return
+    console.print(f"[red]{escape(where)}: {len(problems)} problem(s)[/red]")
+    for problem in problems:
+        console.print(f"  {escape(problem)}")
+    console.print(
+        "stop the workers and restore the database from a backup (or, for a schema that "
+        "is only old, run `sagaline db migrate`)"
+    )
+    raise typer.Exit(1)
+
+
 @db_app.command("migrate")
 def migrate(db: DbOption = DEFAULT_DB) -> None:
     """Create the schema or bring it up to date (engines also do this when they open)."""
@@ -285,6 +341,14 @@ def worker(
         float,
         typer.Option(help="Seconds between looks for runs started elsewhere (SQLite)."),
     ] = 1.0,
+    metrics_port: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-port",
+            help="Serve Prometheus metrics at /metrics on PORT (every interface) or "
+            "HOST:PORT; needs sagaline[metrics].",
+        ),
+    ] = None,
 ) -> None:
     """Run a long-lived worker: the imported workflows' runs, and with --bus the
     imported @sagaline.on handlers of its service and the outbox relay."""
@@ -303,6 +367,7 @@ def worker(
                 bus=bus,
                 service=service,
                 poll_interval=poll_interval,
+                metrics_port=metrics_port,
             )
         )
     except SagalineError as exc:
@@ -316,6 +381,8 @@ app.add_typer(sagas_app, name="sagas")
 app.command("tracker")(tracker)
 app.add_typer(tokens_app, name="tokens")
 app.command("serve")(serve)
+app.add_typer(asl_app, name="asl")
+app.command("diagram")(diagram)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from sagaline.model.choreography import SagaStatus, SagaView, lanes
 from sagaline.model.records import EventRecord, RunRecord
 from sagaline.model.status import RunStatus
 from sagaline.model.timeline import short_name
+from sagaline.store.rows import UndecodableRun
 
 STATUS_STYLE = {
     RunStatus.COMPLETED: "green",
@@ -55,10 +56,11 @@ def runs_table(runs: Sequence[RunRecord], problems: dict[str, str] | None = None
         table.add_column(column, overflow="fold")
     for run in runs:
         error = (problems or {}).get(run.run_id) or (run.error or {}).get("message", "")
+        damaged = isinstance(run, UndecodableRun)  # shown as such; the list goes on past it
         table.add_row(
             escape(run.run_id),
             escape(short_name(run.workflow)),
-            styled_status(run.status),
+            "[bold red]undecodable[/bold red]" if damaged else styled_status(run.status),
             run.created.strftime("%Y-%m-%d %H:%M:%S"),
             escape(str(error)),
         )

@@ -25,6 +25,7 @@ from sagaline.worker_process import import_modules
 T = TypeVar("T")
 console = make_console()
 sagas_app = typer.Typer(
+    rich_markup_mode=None,
     help="Choreographed sagas across services, as the tracker recorded them.",
     no_args_is_help=True,
     add_completion=False,

@@ -1,4 +1,5 @@
-"""``sagaline serve`` and ``sagaline tokens …``: the HTTP API and the tokens that open it.
+"""``sagaline serve`` and ``sagaline tokens …``: the HTTP API and web UI, and the tokens
+that open them.
 
 A surface: the application lives in :mod:`sagaline.http`; tokens are made and checked by
 :mod:`sagaline.http.auth`. ``python -m sagaline.serve_cli`` runs these commands on their own.
@@ -14,6 +15,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.markup import escape
 
+from sagaline.codecs import from_env
 from sagaline.console import make_console
 from sagaline.engine.engine import Engine
 from sagaline.http.app import DEFAULT_MAX_BODY_BYTES
@@ -25,6 +27,7 @@ from sagaline.worker_process import import_modules
 T = TypeVar("T")
 console = make_console()
 tokens_app = typer.Typer(
+    rich_markup_mode=None,
     help="API tokens for `sagaline serve`: created, listed, revoked.",
     no_args_is_help=True,
     add_completion=False,
@@ -43,7 +46,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 def _run(db: str, action: Callable[[Engine], Awaitable[T]]) -> T:
     async def go() -> T:
-        async with Engine(db, worker=False) as engine:
+        async with Engine(db, worker=False, payload_codec=from_env()) as engine:
             return await action(engine)
 
     try:
@@ -70,7 +73,7 @@ def create(
         return
     console.print(escape(f"token {name!r} ({role.value}) created; it is shown only this once:"))
     typer.echo(token)
-    console.print("use it as `Authorization: Bearer <token>`")
+    console.print("use it as `Authorization: Bearer <token>`, or sign in to the web UI with it")
 
 
 @tokens_app.command("list")
@@ -116,13 +119,20 @@ def serve(
         int, typer.Option(help="Larger request bodies are refused (413).")
     ] = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
-    """Serve the JSON API (/api/v1) and /healthz until SIGINT or SIGTERM."""
+    """Serve the web UI (/), the JSON API (/api/v1), /metrics and /healthz until SIGINT or
+    SIGTERM."""
     from sagaline.http.server import serve as run_server
 
     try:
         import_modules(imports or [])
-        engine = Engine(db, worker=worker, bus=bus)
+        engine = Engine(db, worker=worker, bus=bus, payload_codec=from_env())
         console.print(escape(f"sagaline serving {redact(db)} on http://{host}:{port}"))
+        console.print(
+            escape(
+                f"web UI: http://{host}:{port}/ (sign in with a token from "
+                f"`sagaline tokens create NAME --role operator`)"
+            )
+        )
         asyncio.run(run_server(engine, host, port, max_body_bytes))
     except SagalineError as exc:
         raise _fail(str(exc)) from None
@@ -131,7 +141,12 @@ def serve(
 
 
 def _standalone() -> typer.Typer:
-    app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+    app = typer.Typer(
+        rich_markup_mode=None,
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+    )
     app.add_typer(tokens_app, name="tokens")
     app.command("serve")(serve)
     return app

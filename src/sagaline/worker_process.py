@@ -9,14 +9,20 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from sagaline.codecs import from_env
+from sagaline.engine import metrics
 from sagaline.engine.engine import Engine
 from sagaline.engine.handlers import handlers_of
 from sagaline.engine.registry import workflow_names
 from sagaline.model.errors import SagalineError
 from sagaline.model.urls import redact
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 
 def import_modules(names: Sequence[str]) -> None:
@@ -69,9 +75,13 @@ async def run_worker(
     bus: str | None = None,
     service: str | None = None,
     poll_interval: float = 1.0,
+    metrics_port: str | None = None,
 ) -> None:
     """Serve until SIGTERM or SIGINT; then let runs finish the step they are in (up to
-    ``drain_seconds``) and release them, so other workers resume them at once."""
+    ``drain_seconds``) and release them, so other workers resume them at once.
+
+    ``metrics_port`` (``PORT`` or ``HOST:PORT``) serves the process's Prometheus metrics at
+    ``/metrics`` over plain HTTP, for a worker that runs no ``sagaline serve``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import_modules(imports)
     if not workflow_names():
@@ -80,6 +90,7 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    exporter = None if metrics_port is None else serve_metrics(metrics_port)
     engine = Engine(
         url,
         queues=queues,
@@ -88,9 +99,14 @@ async def run_worker(
         bus=bus,
         service=service,
         poll_interval=poll_interval,
+        metrics=True if exporter is not None else None,
+        payload_codec=from_env(),
     )
-    await engine.open()
     try:
+        await engine.open()
+        if exporter is not None:
+            host, port = exporter.server_address[:2]
+            console.print(f"metrics at http://{_url_host(str(host))}:{port}/metrics")
         console.print(
             f"worker serving {', '.join(queues)} on {url} with {len(workflow_names())} "
             f"workflow(s), up to {concurrency} runs at once"
@@ -109,4 +125,45 @@ async def run_worker(
         console.print(f"stopping: runs finish their current step (up to {drain_seconds:g} s)")
     finally:
         await engine.aclose(drain_seconds)
+        if exporter is not None:
+            exporter.shutdown()
+            exporter.server_close()
     console.print("worker stopped; its runs were released")
+
+
+def serve_metrics(where: str) -> WSGIServer:
+    """Start prometheus-client's exporter thread on ``PORT`` or ``HOST:PORT``.
+
+    Without a host it listens on every interface, as exporters do, so a Prometheus on
+    another host can scrape it; it serves counts and names (workflows, steps, statuses),
+    never payloads, and takes no action. Give ``127.0.0.1:PORT`` to keep it local.
+
+    Raises:
+        SagalineError: prometheus-client is missing, ``where`` is malformed, or the port
+            cannot be bound (in use, say).
+    """
+    metrics.require()
+    import prometheus_client
+
+    host, _, port_text = where.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError(port_text)
+    except ValueError:
+        raise SagalineError(
+            f"--metrics-port {where!r}: give a port (9464) or a host and port (127.0.0.1:9464)"
+        ) from None
+    try:
+        server, _ = prometheus_client.start_http_server(port, addr=host)
+    except OSError as exc:
+        raise SagalineError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}; is another "
+            f"process using the port? choose another with --metrics-port"
+        ) from exc
+    return server
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,9 +1,9 @@
 """SQLite on a private 8 MB tmpfs, filled to the brim under a running worker, then freed.
 
-One experiment (``tests/chaos/disk.py``), several verdicts. What holds today: nothing is
-lost and every saga ends right once space returns. What the issue (#9, §2) requires and
-sagaline does not do yet is marked ``xfail(strict=True)`` with the defect: each such test
-starts passing, and so fails as XPASS, the day it is fixed — then drop the marker.
+One experiment (``tests/chaos/disk.py``), several verdicts (issue #9, §2): nothing is lost
+and every saga ends right once space returns; a start refused for want of space says so,
+naming the file; reading commands work while the disk is full (they write nothing); and
+work resumes within about a second of space returning.
 """
 
 from __future__ import annotations
@@ -38,11 +38,6 @@ def test_a_full_disk_loses_nothing_and_every_saga_ends_right_once_space_returns(
     assert r.verdict.runs >= 40  # the sagas from before, and after, the disk was full
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 §2: engine.start() on a full disk raises a raw sqlite3.OperationalError "
-    "('database or disk is full'), not a SagalineError naming the file",
-)
 def test_a_start_on_a_full_disk_fails_with_an_error_naming_the_file_and_the_cause(
     full_disk: DiskResult,
 ) -> None:
@@ -54,12 +49,6 @@ def test_a_start_on_a_full_disk_fails_with_an_error_naming_the_file_and_the_caus
         assert path in outcome and "full" in outcome, outcome
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 §2: a worker whose claims failed on a full disk sleeps out its backoff "
-    "(doubled on every failure, up to 30 s; woken retries double it too) and nothing wakes "
-    "it when space returns",
-)
 def test_work_resumes_promptly_once_space_returns(full_disk: DiskResult) -> None:
     waited = full_disk.seconds_to_a_commit_after_freeing
     assert waited <= PROMPTLY, (
@@ -67,11 +56,6 @@ def test_work_resumes_promptly_once_space_returns(full_disk: DiskResult) -> None
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 §2: `sagaline runs list` writes on open (the schema check commits), so "
-    "on a full disk it crashes with a sqlite3.OperationalError traceback",
-)
 def test_runs_list_works_while_the_disk_is_full(full_disk: DiskResult) -> None:
     code, last = full_disk.runs_list_while_full
     assert code == 0, last

@@ -46,7 +46,7 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> None:
 def test_every_route_refuses_anonymous_and_forged_callers(server: Server) -> None:
     for token in (None, "sgl_forged", "not-even-a-token"):
         with server.client(token) as client:
-            for path in [*READS, "/api/v1/no-such-route", "/"]:
+            for path in [*READS, "/api/v1/no-such-route", "/metrics"]:
                 response = client.get(path)
                 assert_problem(response, 401, "unauthenticated")
                 assert response.headers["www-authenticate"] == "Bearer"
@@ -54,6 +54,8 @@ def test_every_route_refuses_anonymous_and_forged_callers(server: Server) -> Non
                 assert_problem(client.post(path, json=body), 401, "unauthenticated")
     with server.client(None) as client:
         assert client.get("/healthz").json() == {"status": "ok"}
+        page = client.get("/", follow_redirects=False)  # a browser is sent to sign in
+        assert page.status_code == 303 and page.headers["location"] == "/signin?next=%2F"
 
 
 def test_a_viewer_reads_but_every_action_is_forbidden(server: Server) -> None:

@@ -28,11 +28,14 @@ import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sagaline.engine.runtime import Runtime
 from sagaline.model.errors import NonRetryable
 from sagaline.model.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from sagaline.engine.observe import Probe
 
 log = logging.getLogger("sagaline.attempts")
 
@@ -192,6 +195,7 @@ async def call_with_retries(
     *,
     interrupt: asyncio.Event | None = None,
     before_retry: Callable[[], Awaitable[None]] | None = None,
+    probe: Probe | None = None,
 ) -> Outcome:
     """Attempts of ``fn`` per ``policy`` until one succeeds or no retry is left.
 
@@ -199,14 +203,22 @@ async def call_with_retries(
     backoff. Setting ``interrupt`` cuts a backoff short: no further attempt starts, and
     the outcome is the last failure, marked ``interrupted``. Never returns, and never starts
     another attempt, while a timed-out attempt's thread still runs. ``before_retry`` runs
-    before each further attempt (after the backoff) and may raise to stop it.
+    before each further attempt (after the backoff) and may raise to stop it. ``probe``
+    (metrics or tracing on) wraps each attempt in its span and counts it.
     """
     started_at = rt.clock()
     attempt = 0
     while True:
         attempt += 1
         try:
-            if is_async and timeout is None:
+            if probe is not None:
+                call = (
+                    fn(*args, **kwargs)
+                    if is_async and timeout is None
+                    else call_once(rt, fn, is_async, args, kwargs, timeout)
+                )
+                value = await probe.attempt(attempt, call)
+            elif is_async and timeout is None:
                 value = await fn(*args, **kwargs)  # the hot path: no coroutine in between
             else:
                 value = await call_once(rt, fn, is_async, args, kwargs, timeout)

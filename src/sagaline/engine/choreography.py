@@ -28,6 +28,7 @@ from sagaline.model.codec import Codec
 from sagaline.model.errors import (
     BusError,
     BusUnavailableError,
+    PayloadError,
     PayloadTooLargeError,
     RunConflictError,
 )
@@ -89,8 +90,10 @@ class BusLink:
         correlation_field: str | None = None,
         prefetch: int = 64,
         ack_wait: float = 30.0,
+        unprotect: Callable[[bytes, str], bytes] | None = None,
     ) -> None:
         self.bus = bus
+        self._unprotect = unprotect
         self.store = store
         self.service = service
         self.handlers = handlers
@@ -244,10 +247,13 @@ class BusLink:
     async def _route(self, delivery: Delivery) -> None:
         """An event some runs may wait for: a signal to each of them."""
         m = delivery.message
+        body = await self._readable(delivery)
+        if body is None:
+            return
         event = envelope.from_wire(
             m.id,
             m.topic,
-            m.body,
+            body,
             m.headers,
             correlation_field=self._correlation_field,
             received_at=self._clock(),
@@ -262,6 +268,20 @@ class BusLink:
             return
         await delivery.ack()
 
+    async def _readable(self, delivery: Delivery) -> bytes | None:
+        """The body with the payload codec undone (it is encrypted on the wire when the
+        engine has one); None once a body that cannot be read here is left on the bus
+        (nacked, never acked and lost) until this service is given its key."""
+        m = delivery.message
+        if self._unprotect is None:
+            return m.body
+        try:
+            return self._unprotect(m.body, f"message {m.id!r} on {m.topic!r}")
+        except PayloadError as exc:
+            log.error("%s", exc)
+            await delivery.nack(60.0)
+            return None
+
     # -- the inbox ------------------------------------------------------------------------
 
     def _deliverer(
@@ -269,10 +289,13 @@ class BusLink:
     ) -> Callable[[Delivery], Awaitable[None]]:
         async def deliver(delivery: Delivery) -> None:
             m = delivery.message
+            body = await self._readable(delivery)
+            if body is None:
+                return
             event = envelope.from_wire(
                 m.id,
                 m.topic,
-                m.body,
+                body,
                 m.headers,
                 correlation_field=self._correlation_field,
                 received_at=self._clock(),

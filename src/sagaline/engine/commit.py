@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sagaline.model.records import Checkpoint, CommitResult
 from sagaline.store.protocol import Store
+
+if TYPE_CHECKING:
+    from sagaline.engine.metrics import Metrics
 
 I = TypeVar("I")  # noqa: E741
 O = TypeVar("O")  # noqa: E741
@@ -58,8 +61,15 @@ class Batcher(Generic[I, O]):
 
 
 class GroupCommitter(Batcher[Checkpoint, CommitResult]):
-    def __init__(self, store: Store, max_batch: int = 256) -> None:
-        super().__init__(store.commit, max_batch)
+    """Checkpoints of many runs, one transaction per batch.
+
+    With ``metrics``, each transaction's batch size and latency are measured around the
+    store's ``commit``: the figures that say whether group commit is doing its job.
+    """
+
+    def __init__(self, store: Store, max_batch: int = 256, metrics: Metrics | None = None) -> None:
+        write = store.commit if metrics is None else metrics.timed_commit(store.commit)
+        super().__init__(write, max_batch)
 
     async def commit(self, checkpoint: Checkpoint) -> CommitResult:
         return await self.submit(checkpoint)

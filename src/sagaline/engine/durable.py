@@ -69,7 +69,7 @@ async def sleep(duration: timedelta | float) -> None:
     if rec is not None:
         if rec.status is StepStatus.SUCCEEDED:
             return
-        wake_at = float(ctx.rt.codec.decode(rec.output or b"0", float, "timer"))
+        wake_at = float(ctx.rt.codec.decode_json(rec.output or b"0", float, "timer"))
         started = rec.started_at
     else:
         started = ctx.rt.clock()
@@ -78,7 +78,7 @@ async def sleep(duration: timedelta | float) -> None:
         done = ctx.row(call, StepKind.SLEEP, name, StepStatus.SUCCEEDED, started_at=started)
         await ctx.finish(call, done, ctx.event(ev.TimerFired(due=wake_at), call.seq))
         return
-    output = ctx.rt.codec.encode(wake_at, "timer")
+    output = ctx.rt.codec.encode_json(wake_at, "timer")
     waiting = ctx.row(
         call, StepKind.SLEEP, name, StepStatus.WAITING, output=output, started_at=started
     )
@@ -114,7 +114,7 @@ async def await_signal(
             return _decode_signal(ctx, rec.output or b"null", type, name)
         if rec.status is StepStatus.FAILED:
             raise SignalTimeoutError(name, ctx.run.run_id)
-        deadline = codec.decode(rec.output or b"null", float | None, "signal deadline")
+        deadline = codec.decode_json(rec.output or b"null", float | None, "signal deadline")
         started = rec.started_at
     else:
         started = ctx.rt.clock()
@@ -141,7 +141,7 @@ async def await_signal(
         )
         await ctx.finish(call, done, ctx.event(ev.SignalTimedOut(signal=name), call.seq))
         raise SignalTimeoutError(name, ctx.run.run_id)
-    output = codec.encode(deadline, "signal deadline")
+    output = codec.encode_json(deadline, "signal deadline")
     waiting = ctx.row(
         call, StepKind.SIGNAL, name, StepStatus.WAITING, output=output, started_at=started
     )
@@ -219,11 +219,12 @@ async def start_child(
     values = wf.signature.bind(args, kwargs)
     call = ctx.begin(StepKind.CHILD, wf.name)
     if call.recorded is not None:
-        child_id = str(ctx.rt.codec.decode(call.recorded.output or b"null", str, "child run id"))
+        recorded = call.recorded.output or b"null"
+        child_id = str(ctx.rt.codec.decode_json(recorded, str, "child run id"))
         return ChildHandle(child_id, wf)
     child_id = run_id or f"{ctx.run.run_id}/{call.seq}"
     data = wf.signature.encode_args(ctx.rt.codec, values)
-    output = ctx.rt.codec.encode(child_id, "child run id")
+    output = ctx.rt.codec.encode_json(child_id, "child run id")
     row = ctx.row(call, StepKind.CHILD, wf.name, StepStatus.SUCCEEDED, output=output)
     new = NewRun(child_id, wf.name, data, wf.queue, ctx.rt.clock(), parent_run_id=ctx.run.run_id)
     await ctx.finish(

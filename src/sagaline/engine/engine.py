@@ -21,12 +21,14 @@ from sagaline.engine.commit import Batcher, GroupCommitter
 from sagaline.engine.event_waits import signal_name
 from sagaline.engine.handlers import handlers_of
 from sagaline.engine.leases import Leases
+from sagaline.engine.metrics import Metrics, Snapshot
+from sagaline.engine.observe import MetricsOption, Observer, TracingOption, build_observer
 from sagaline.engine.registry import WorkflowDef, get_workflow, workflow_names
 from sagaline.engine.runtime import Runtime
 from sagaline.engine.wake import wait_event
 from sagaline.engine.worker import Worker, new_owner_id
 from sagaline.model import operations
-from sagaline.model.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec
+from sagaline.model.codec import DEFAULT_MAX_PAYLOAD_BYTES, Codec, PayloadCodec
 from sagaline.model.envelope import Event
 from sagaline.model.errors import (
     InvalidOperationError,
@@ -110,6 +112,20 @@ class Engine:
             :class:`sagaline.testing.FakeClock` makes a 30-day sleep take milliseconds.
             Leases are always judged by the database's own clock.
         max_payload_bytes: the largest encoded input, result or argument list.
+        payload_codec: bytes to bytes after JSON encoding, for every payload the engine
+            stores or sends (inputs, results, signals, child inputs, outbox bodies,
+            outputs): :class:`sagaline.codecs.AesGcm` encrypts them, and a user's own
+            :class:`~sagaline.codecs.PayloadCodec` may compress them or call a KMS
+            (:class:`~sagaline.codecs.Chain` combines several). Payloads stored before it
+            was configured still decode.
+        metrics: Prometheus metrics (``sagaline[metrics]``): on by default when
+            prometheus-client is installed, into its global registry (what ``/metrics`` and
+            ``sagaline worker --metrics-port`` serve); a ``CollectorRegistry`` reports there
+            instead; ``False`` turns them off.
+        tracing: OpenTelemetry spans per run execution and per step attempt
+            (``sagaline[otel]``): on by default when opentelemetry-api is installed, on the
+            global tracer provider (a no-op until the application configures an SDK); a
+            ``TracerProvider`` is used instead; ``False`` turns them off.
         bus: the message bus for choreography: ``nats://host:4222`` (JetStream),
             ``amqp://user:pass@host:5672/`` (RabbitMQ), or an embedded broker in a database,
             ``sqlite:///path/bus.db`` or ``postgresql://...``. With a bus, the engine relays
@@ -142,6 +158,9 @@ class Engine:
         service: str | None = None,
         correlation_field: str | None = None,
         create: bool = True,
+        payload_codec: PayloadCodec | None = None,
+        metrics: MetricsOption = None,
+        tracing: TracingOption = None,
     ) -> None:
         if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
             raise SagalineError(
@@ -149,7 +168,7 @@ class Engine:
             )
         self.url = store.url if store is not None else url or DEFAULT_URL
         self._given_store = store
-        self.codec = Codec(max_payload_bytes)
+        self.codec = Codec(max_payload_bytes, payload_codec)
         self._embed_worker = worker
         self._concurrency = concurrency
         self._lease_seconds = lease_seconds
@@ -171,6 +190,8 @@ class Engine:
         self._correlation_field = correlation_field
         self._create = create
         self._link: BusLink | None = None
+        self._observer = build_observer(metrics, tracing)
+        self._snapshot: Snapshot | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -197,11 +218,12 @@ class Engine:
             rt = Runtime(
                 store=store,
                 codec=self.codec,
-                committer=GroupCommitter(store),
+                committer=GroupCommitter(store, metrics=_metrics_of(self._observer)),
                 owner=new_owner_id(),
                 threads=self._threads,
                 lease_seconds=self._lease_seconds,
                 clock=self._clock,
+                observer=self._observer,
             )
             self._worker = Worker(
                 rt, self._concurrency, self._poll_interval, self._notify, self._queues
@@ -224,11 +246,13 @@ class Engine:
                 clock=self._clock,
                 correlation_field=self._correlation_field,
                 prefetch=min(self._concurrency, 256),
+                unprotect=self.codec.unprotect,
             )
             if self._worker is not None:
                 self._worker.rt.outbox_written = self._link.outbox_written
                 self._worker.rt.watch_event = self._link.watch_event
             self._link.start()
+        self._watch_state(store)
 
     async def aclose(self, drain_seconds: float = 0.0) -> None:
         """Close; with ``drain_seconds``, running runs first finish their current step."""
@@ -238,6 +262,7 @@ class Engine:
         worker, self._worker = self._worker, None
         if worker is not None:
             await worker.stop(drain_seconds)
+        self._forget_snapshot()
         store, self._store = self._store, None
         self._creates = None
         if store is not None:
@@ -245,6 +270,24 @@ class Engine:
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
             self._threads = None
+
+    def _watch_state(self, store: Store) -> None:
+        """Let the metrics' gauges read this engine's load and its database's counts."""
+        metrics = _metrics_of(self._observer)
+        if metrics is None:
+            return
+        worker = self._worker
+        in_flight = None if worker is None else (lambda: worker.concurrency - worker.capacity)
+        self._snapshot = Snapshot(
+            store, asyncio.get_running_loop(), in_flight, self._concurrency if worker else 0
+        )
+        metrics.gauges.add(self._snapshot)
+
+    def _forget_snapshot(self) -> None:
+        snapshot, self._snapshot = self._snapshot, None
+        metrics = _metrics_of(self._observer)
+        if snapshot is not None and metrics is not None:
+            metrics.gauges.remove(snapshot)
 
     def _creator(self) -> Batcher[tuple[NewRun, str | None], tuple[RunRecord, bool]]:
         if self._creates is None:
@@ -329,7 +372,10 @@ class Engine:
     async def _start_handler(
         self, wdef: WorkflowDef[Any, Any], event: Event[Any], run_id: str
     ) -> object:
-        return await self.start(wdef, event, run_id=run_id)
+        if self._observer is None:
+            return await self.start(wdef, event, run_id=run_id)
+        with self._observer.remote(event.traceparent):  # the run continues the event's trace
+            return await self.start(wdef, event, run_id=run_id)
 
     # -- starting and waiting -------------------------------------------------------------
 
@@ -377,12 +423,16 @@ class Engine:
         worker = self._worker
         runs_here = worker is not None and worker.capacity > 0 and wdef.queue in worker.queues
         owner = worker.rt.owner if worker is not None and runs_here else None
-        new = NewRun(run_id, wdef.name, data, wdef.queue, self._clock())
+        observer = self._observer
+        traceparent = None if observer is None else observer.traceparent()
+        new = NewRun(run_id, wdef.name, data, wdef.queue, self._clock(), traceparent=traceparent)
         sent_at = Leases.now()
         run, created = await self._creator().submit((new, owner))
         # Even when ``created``: a store reports a run it finds claimed by this worker as
         # its own (a retry after a lost answer), and that may be another call's run.
         self._check_same_start(run, wdef, data)
+        if created and observer is not None:
+            observer.started(wdef.name)
         if created and worker is not None:
             if run.owner is not None:
                 worker.adopt(run, fresh=True, granted_at=sent_at)
@@ -570,6 +620,10 @@ class Engine:
                 return await handle.result()
 
         return asyncio.run(go())
+
+
+def _metrics_of(observer: Observer | None) -> Metrics | None:
+    return None if observer is None else observer.metrics
 
 
 def _audited(change: OperatorChange, reason: str | None, by: str | None) -> OperatorChange:

@@ -33,7 +33,20 @@ CANCELLED_CAUSE = {"type": "Cancelled", "message": "cancelled by an operator"}
 
 
 async def execute(ctx: RunContext) -> None:
-    """Replay and continue the run; returns once it is settled or this worker lost it."""
+    """Replay and continue the run; returns once it is settled or this worker lost it.
+
+    With metrics or tracing on, the execution is one span of the run's trace, and a run
+    that settles here is counted (by the observer, around it).
+    """
+    observer = ctx.rt.observer
+    if observer is None:
+        await _execute(ctx)
+    else:
+        with observer.run(ctx):
+            await _execute(ctx)
+
+
+async def _execute(ctx: RunContext) -> None:
     try:
         if ctx.run.status is RunStatus.COMPENSATING or stack.unwinding(ctx.records.values()):
             await unwind(ctx, _unwinding_cause(ctx.run), ctx.run.cancel_requested)

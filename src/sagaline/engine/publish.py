@@ -57,13 +57,13 @@ async def publish(
         return message_id
     call = ctx.begin(StepKind.PUBLISH, topic)
     if call.recorded is not None:
-        recorded: str = ctx.rt.codec.decode(
+        recorded: str = ctx.rt.codec.decode_json(
             call.recorded.output or b'""', str, "published message id"
         )
         return recorded
     message_id = f"{ctx.run.run_id}:publish:{call.key}"
     message = build(ctx, topic, payload, message_id, correlation_id, key, None)
-    output = ctx.rt.codec.encode(message_id, "published message id")
+    output = ctx.rt.codec.encode_json(message_id, "published message id")
     row = ctx.row(call, StepKind.PUBLISH, topic, StepStatus.SUCCEEDED, output=output)
     ctx.publish_later(call, row, message)
     return message_id

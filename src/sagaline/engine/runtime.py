@@ -7,11 +7,15 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from random import random
+from typing import TYPE_CHECKING
 
 from sagaline.engine.commit import GroupCommitter
 from sagaline.engine.leases import Leases
 from sagaline.model.codec import Codec
 from sagaline.store.protocol import Store
+
+if TYPE_CHECKING:
+    from sagaline.engine.observe import Observer
 
 
 @dataclass
@@ -33,6 +37,8 @@ class Runtime:
     watch_event: Callable[[str, str, str], Awaitable[None]] | None = None
     """Record that a run waits for (topic, correlation id) and make sure the bus link
     listens to the topic; None: this engine has no bus."""
+    observer: Observer | None = None
+    """Metrics and spans; None when both are off, so the hot path tests one attribute."""
     leases: Leases = field(init=False)
     """When this worker's lease on each run it executes ends, as far as it knows."""
 

@@ -170,6 +170,8 @@ async def _run(
     # riding a group commit could land after it and undo it, so it gets none.
     quiet = sdef.pivot or sdef.transactional
     later = None if quiet else asyncio.get_running_loop().call_later(VISIBLE_AFTER, show)
+    observer = ctx.rt.observer
+    probe = None if observer is None else observer.probe(ctx, sdef.name, "step")
     try:
         outcome = await call_with_retries(
             ctx.rt,
@@ -182,6 +184,7 @@ async def _run(
             on_failure,
             interrupt=ctx.interrupt,
             before_retry=ctx.ensure_lease,
+            probe=probe,
         )
     finally:
         leave(running)

@@ -172,6 +172,8 @@ async def _run_compensation(
         running.outbox.clear()  # what a failed attempt published never goes out
         await ctx.checkpoint(events=[*events, failed], change=change)
 
+    observer = ctx.rt.observer
+    probe = None if observer is None else observer.probe(ctx, comp.name, "compensation")
     try:
         outcome = await call_with_retries(
             ctx.rt,
@@ -183,6 +185,7 @@ async def _run_compensation(
             comp.timeout,
             on_failure,
             before_retry=ctx.ensure_lease,
+            probe=probe,
         )
     finally:
         steps.leave(running)

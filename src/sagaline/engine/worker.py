@@ -22,9 +22,18 @@ from sagaline.engine.registry import workflow_names
 from sagaline.engine.runtime import Runtime
 from sagaline.engine.schedule import Scheduler
 from sagaline.engine.wake import wait_event
+from sagaline.model.errors import DatabaseError, DiskFullError, SagalineError
 from sagaline.model.records import RunRecord
 
 log = logging.getLogger("sagaline.worker")
+
+FIRST_RETRY = 0.05
+LONGEST_RETRY = 1.0
+"""The claim loop's pauses while claiming fails: they double from FIRST_RETRY up to this.
+A full disk or a restarting database server is tried again often (each try is a query or
+two), so work resumes within about a second of the database's return."""
+STILL_FAILING_EVERY = 60.0
+"""While something keeps failing, a reminder in the log this often (not on every retry)."""
 
 _HOST = socket.gethostname()
 _live_owners: set[str] = set()
@@ -52,6 +61,59 @@ def owner_is_dead(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _why_paused(cause: BaseException | None) -> str:
+    """The log names the real cause: a full disk is not a database that went away."""
+    if isinstance(cause, DiskFullError):
+        return f"the disk is full ({cause.where}: {cause.detail})"
+    return f"the database went away mid-run ({cause})"
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, SagalineError) else f"{type(exc).__name__}: {exc}"
+
+
+class _Episode:
+    """One warning when something starts failing and one when it works again.
+
+    A database that is gone for a minute is retried about once a second; a line for each
+    try would bury the one that says why.
+    """
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.since: float | None = None
+        self.tries = 0
+        self._remind_at = 0.0
+
+    def failed(self, exc: BaseException, retry_in: float) -> None:
+        now = time.monotonic()
+        self.tries += 1
+        if self.since is None:
+            self.since, self._remind_at = now, now + STILL_FAILING_EVERY
+            log.warning("%s failed (%s); retrying in %.2f s", self.what, _describe(exc), retry_in)
+        elif now >= self._remind_at:
+            self._remind_at = now + STILL_FAILING_EVERY
+            log.warning(
+                "%s still fails after %.0f s and %d tries (%s); still retrying",
+                self.what,
+                now - self.since,
+                self.tries,
+                _describe(exc),
+            )
+        else:
+            log.debug("%s failed again (%s)", self.what, _describe(exc))
+
+    def ended(self) -> None:
+        if self.since is not None:
+            log.info(
+                "%s works again, after %.1f s and %d failed tries",
+                self.what,
+                time.monotonic() - self.since,
+                self.tries,
+            )
+            self.since, self.tries = None, 0
 
 
 class Worker:
@@ -151,10 +213,9 @@ class Worker:
         except StoreInterrupted as exc:
             if exc.transient:
                 log.warning(
-                    "run %r paused: the database went away mid-run (%s); it resumes when "
-                    "the database is back",
+                    "run %r paused: %s; it resumes when the database can be written again",
                     run.run_id,
-                    exc.__cause__,
+                    _why_paused(exc.__cause__),
                 )
                 await self._release_when_possible(run.run_id)
             else:
@@ -164,6 +225,8 @@ class Worker:
                     run.run_id,
                     exc.__cause__,
                 )
+        except DatabaseError as exc:  # reading its history failed: the message says why
+            log.error("run %r stopped: %s; it is retried when its lease ends", run.run_id, exc)
         except (Exception, RunInterrupted):
             # The lease runs out and the run is claimed again; nothing is lost.
             log.exception("run %r stopped on an internal error; it will be retried", run.run_id)
@@ -188,17 +251,19 @@ class Worker:
                 delay = min(delay * 2, 1.0)
 
     async def _claim_loop(self) -> None:
-        backoff = self.poll_interval
+        backoff = FIRST_RETRY
+        failing = _Episode("claiming runs")
         while True:
             timeout = backoff
             try:
                 await self.scheduler.start_due()
                 await self._claim_once()
                 timeout = await self._until_next_timer()
-                backoff = self.poll_interval
+                backoff = FIRST_RETRY
+                failing.ended()
             except Exception as exc:
-                log.warning("claiming runs failed (%s); retrying in %.1f s", exc, backoff)
-                backoff = min(backoff * 2, 30.0)
+                failing.failed(exc, backoff)
+                backoff = min(backoff * 2, LONGEST_RETRY)
             await wait_event(self._wake, timeout)
             self._wake.clear()
 
@@ -251,6 +316,7 @@ class Worker:
 
     async def _heartbeat_loop(self) -> None:
         interval = self.rt.lease_seconds / 3
+        failing = _Episode("the lease heartbeat")
         while True:
             await asyncio.sleep(interval)
             if not self._tasks:
@@ -263,5 +329,6 @@ class Worker:
                 # confirms its own lease before its next step.
                 if held == len(run_ids):
                     self.rt.leases.granted(run_ids, sent_at)
+                failing.ended()
             except Exception as exc:
-                log.warning("lease heartbeat failed (%s); retrying", exc)
+                failing.failed(exc, interval)

@@ -1,4 +1,4 @@
-"""The HTTP surface: the JSON API (and later the web UI and metrics) ``sagaline serve`` runs."""
+"""The HTTP surface ``sagaline serve`` runs: the JSON API, the web UI and ``/metrics``."""
 
 from __future__ import annotations
 

@@ -1,16 +1,15 @@
-"""The ASGI application ``sagaline serve`` runs: ``/api/v1`` and ``/healthz``.
+"""The ASGI application ``sagaline serve`` runs: ``/api/v1``, the web UI at ``/``,
+``/metrics`` and ``/healthz``.
 
-Seams for what comes next: the web UI mounts at ``/`` (its pages get their own
-Content-Security-Policy through :func:`sagaline.http.guard.api_policy`, and a session
-cookie joins the bearer token in :mod:`sagaline.http.auth`); ``/metrics`` joins
-``/healthz`` among the public paths or gets a token of its own.
+Only ``/healthz``, the sign-in page and the UI's static files are public. The API takes a
+bearer token or the UI's session; the UI's pages send a caller without either to sign in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,10 +19,12 @@ from starlette.routing import Mount, Route
 from starlette.types import ASGIApp
 
 from sagaline.engine.engine import Engine
-from sagaline.http import problems
+from sagaline.http import problems, ui
 from sagaline.http.guard import BodyLimit, Guard, SecurityHeaders
+from sagaline.http.metrics import metrics
 from sagaline.http.problems import Problem
 from sagaline.http.routes import Api, json
+from sagaline.http.sessions import Sessions
 from sagaline.model.errors import SagalineError
 
 log = logging.getLogger("sagaline.http")
@@ -70,12 +71,19 @@ async def healthz(request: Request) -> Response:
     return json({"status": "ok"})
 
 
-def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> ASGIApp:
+def create_app(
+    engine: Engine,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    stopping: Callable[[], bool] = lambda: False,
+) -> ASGIApp:
     """The application over ``engine``, which it opens at startup and closes at shutdown.
 
     Args:
         engine: the engine whose runs it shows and operates (opened by the app's lifespan).
         max_body_bytes: larger request bodies are refused with 413.
+        stopping: true once the server is shutting down: the UI's live streams, which
+            would otherwise hold a graceful shutdown to its deadline, then end.
     """
 
     @contextlib.asynccontextmanager
@@ -84,10 +92,13 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
             yield
 
     api = Api(engine)
+    sessions = Sessions()
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
             Mount("/api/v1", routes=api.routes()),
+            *ui.ui_routes(engine, sessions, stopping),
         ],
         exception_handlers={
             Problem: on_problem,
@@ -97,5 +108,11 @@ def create_app(engine: Engine, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) 
         },
         lifespan=lifespan,
     )
-    guarded = Guard(BodyLimit(app, max_body_bytes), lambda: engine.store, PUBLIC)
+    guarded = Guard(
+        BodyLimit(app, max_body_bytes),
+        lambda: engine.store,
+        sessions,
+        (*PUBLIC, *ui.PUBLIC),
+        ui.PUBLIC_PREFIXES,
+    )
     return SecurityHeaders(guarded)

@@ -6,9 +6,11 @@ lookup by digest tells a caller nothing about how near a guess was (the digest o
 shares no structure with the token's); the digest found is still compared in constant time.
 Every request reads the store, with no cache, so a revoked token stops working at once.
 
-Seam for the UI: a session cookie becomes a second way to a :class:`Principal`
-(``via="session"``); requests that change state through it must then also carry a CSRF
-token, which bearer requests need not (a browser never sends a bearer header by itself).
+The UI's session cookie is a second way to a :class:`Principal` (``via="session"``,
+:mod:`sagaline.http.sessions`): the session keeps the token's digest and is checked through
+:func:`find_principal` on every request like a bearer token. Requests that change state
+through a session must also carry its CSRF token, which bearer requests need not (a
+browser never sends a bearer header by itself).
 """
 
 from __future__ import annotations
@@ -72,11 +74,21 @@ async def authenticate(store: Store, authorization: str | None) -> Principal | N
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+    if scheme.lower() != "bearer":
         return None
-    wanted = digest(token)
+    return await check_token(store, token.strip())
+
+
+async def check_token(store: Store, token: str) -> Principal | None:
+    """The principal a token in clear proves (a bearer header's, or one typed to sign in)."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    return await find_principal(store, digest(token))
+
+
+async def find_principal(store: Store, wanted: str, via: str = "bearer") -> Principal | None:
+    """The principal of the unrevoked token whose digest is ``wanted``, or None."""
     record = await store.find_token(wanted)
     if record is None or not hmac.compare_digest(record.digest, wanted):
         return None
-    return Principal(record.name, Role(record.role), record.payloads)
+    return Principal(record.name, Role(record.role), record.payloads, via)

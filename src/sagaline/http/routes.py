@@ -7,11 +7,14 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,6 +27,7 @@ from sagaline.http.openapi import document
 from sagaline.http.problems import Problem
 from sagaline.model.errors import PayloadDecodeError
 from sagaline.model.names import check_name
+from sagaline.model.records import EventRecord, RunRecord, SignalRecord, StepRecord
 from sagaline.model.status import TERMINAL, RunStatus
 from sagaline.store.protocol import RunQuery
 
@@ -69,7 +73,11 @@ def principal(request: Request) -> Principal:
 
 
 def operator(request: Request, action: str) -> Principal:
-    who = principal(request)
+    return operator_of(principal(request), action)
+
+
+def operator_of(who: Principal, action: str) -> Principal:
+    """``who``, if they may act; otherwise the 403 that says which role is needed."""
     if not who.may_act:
         raise Problem(
             403,
@@ -77,12 +85,6 @@ def operator(request: Request, action: str) -> Principal:
             f"token {who.name!r} is a viewer; {action} needs a token with the operator role",
         )
     return who
-
-
-def reason_of(body: ReasonRequest) -> str:
-    if not body.reason.strip():
-        raise bad_input("give a non-empty reason: it is kept in the run's audit trail")
-    return body.reason
 
 
 def encode_cursor(created_at: float, run_id: str) -> str:
@@ -111,8 +113,14 @@ def timestamp(name: str, text: str | None) -> float | None:
     return moment.timestamp()
 
 
-def run_query(request: Request) -> tuple[RunQuery, int]:
-    params = request.query_params
+def run_query(params: Mapping[str, str] | QueryParams) -> tuple[RunQuery, int]:
+    """The list query given by URL parameters (the API's and the runs page's alike).
+
+    Raises:
+        Problem: 422, a parameter is not valid.
+    """
+    if not isinstance(params, QueryParams):
+        params = QueryParams(params)
     statuses: list[RunStatus] = []
     for text in params.getlist("status"):
         try:
@@ -136,6 +144,79 @@ def run_query(request: Request) -> tuple[RunQuery, int]:
         before=None if cursor is None else decode_cursor(cursor),
     )
     return query, limit
+
+
+@dataclass(frozen=True)
+class RunRecords:
+    """Everything shown about one run, read with the same queries by the API and the UI."""
+
+    run: RunRecord
+    steps: list[StepRecord]
+    events: list[EventRecord]
+    children: list[RunRecord]
+    signals: list[SignalRecord]
+
+    def detail(self, values: bool) -> views.Json:
+        return views.run_detail(
+            self.run, self.steps, self.events, self.children, self.signals, values
+        )
+
+
+async def read_run(engine: Engine, run_id: str) -> RunRecords:
+    """Raises: RunNotFoundError."""
+    run = await engine.get_run(run_id)
+    store = engine.store
+    return RunRecords(
+        run,
+        await store.load_steps(run_id),
+        await store.read_events(run_id),
+        await store.child_runs(run_id),
+        await store.load_signals(run_id),
+    )
+
+
+Operation = Callable[..., Awaitable[RunRecord]]
+DOING = {
+    "cancel": "cancelling a run",
+    "retry": "retrying a run",
+    "skip": "skipping a compensation",
+    "signal": "signalling a run",
+}
+DONE = {
+    "cancel": "cancelled run",
+    "retry": "retried run",
+    "skip": "skipped the failed compensation of run",
+}
+
+
+async def act(engine: Engine, who: Principal, action: str, run_id: str, reason: str) -> RunRecord:
+    """Cancel, retry or skip as ``who`` (an operator), audited with their name and reason.
+
+    Raises:
+        Problem: 403 for a viewer, 422 for a blank reason.
+        RunNotFoundError, InvalidOperationError: as the engine's method.
+    """
+    operator_of(who, DOING[action])
+    if not reason.strip():
+        raise bad_input("give a non-empty reason: it is kept in the run's audit trail")
+    method: Operation = {
+        "cancel": engine.cancel,
+        "retry": engine.retry,
+        "skip": engine.skip_compensation,
+    }[action]
+    run = await method(run_id, reason=reason, by=who.name)
+    audit.info("%s %s %r: %r", who.name, DONE[action], run_id, reason)
+    return run
+
+
+async def send_signal(
+    engine: Engine, who: Principal, run_id: str, name: str, value: Any
+) -> RunRecord:
+    """Signal a run as ``who`` (an operator), audited with their name."""
+    operator_of(who, DOING["signal"])
+    await engine.signal(run_id, name, value)
+    audit.info("%s sent signal %r to run %r", who.name, name, run_id)
+    return await engine.get_run(run_id)
 
 
 class Api:
@@ -162,7 +243,7 @@ class Api:
         return json(document())
 
     async def list_runs(self, request: Request) -> Response:
-        query, limit = run_query(request)
+        query, limit = run_query(request.query_params)
         store = self.engine.store
         runs = await store.search_runs(query, limit + 1)
         page, more = runs[:limit], len(runs) > limit
@@ -179,15 +260,8 @@ class Api:
         )
 
     async def show(self, request: Request) -> Response:
-        run_id = request.path_params["run_id"]
-        engine = self.engine
-        run = await engine.get_run(run_id)
-        steps = await engine.store.load_steps(run_id)
-        events = await engine.store.read_events(run_id)
-        children = await engine.store.child_runs(run_id)
-        signals = await engine.store.load_signals(run_id)
-        values = principal(request).payloads
-        return json(views.run_detail(run, steps, events, children, signals, values))
+        records = await read_run(self.engine, request.path_params["run_id"])
+        return json(records.detail(principal(request).payloads))
 
     async def start(self, request: Request) -> Response:
         who = operator(request, "starting a run")
@@ -246,37 +320,26 @@ class Api:
             ) from None
 
     async def cancel(self, request: Request) -> Response:
-        who = operator(request, "cancelling a run")
-        reason = reason_of(await read_body(request, ReasonRequest))
-        run_id = request.path_params["run_id"]
-        run = await self.engine.cancel(run_id, reason=reason, by=who.name)
-        audit.info("%s cancelled run %r: %r", who.name, run_id, reason)
-        return json(views.run_summary(run))
+        return await self._act(request, "cancel")
 
     async def retry(self, request: Request) -> Response:
-        who = operator(request, "retrying a run")
-        reason = reason_of(await read_body(request, ReasonRequest))
-        run_id = request.path_params["run_id"]
-        run = await self.engine.retry(run_id, reason=reason, by=who.name)
-        audit.info("%s retried run %r: %r", who.name, run_id, reason)
-        return json(views.run_summary(run))
+        return await self._act(request, "retry")
 
     async def skip(self, request: Request) -> Response:
-        who = operator(request, "skipping a compensation")
-        reason = reason_of(await read_body(request, ReasonRequest))
-        run_id = request.path_params["run_id"]
-        run = await self.engine.skip_compensation(run_id, reason=reason, by=who.name)
-        audit.info("%s skipped the failed compensation of run %r: %r", who.name, run_id, reason)
+        return await self._act(request, "skip")
+
+    async def _act(self, request: Request, action: str) -> Response:
+        who = operator(request, DOING[action])
+        body: ReasonRequest = await read_body(request, ReasonRequest)
+        run = await act(self.engine, who, action, request.path_params["run_id"], body.reason)
         return json(views.run_summary(run))
 
     async def signal(self, request: Request) -> Response:
-        who = operator(request, "signalling a run")
+        who = operator(request, DOING["signal"])
         body: SignalRequest = await read_body(request, SignalRequest)
-        run_id = request.path_params["run_id"]
         value = None if body.payload is msgspec.UNSET else msgspec.json.decode(bytes(body.payload))
-        await self.engine.signal(run_id, body.name, value)
-        audit.info("%s sent signal %r to run %r", who.name, body.name, run_id)
-        return json(views.run_summary(await self.engine.get_run(run_id)))
+        run = await send_signal(self.engine, who, request.path_params["run_id"], body.name, value)
+        return json(views.run_summary(run))
 
     async def workflows(self, request: Request) -> Response:
         return json(

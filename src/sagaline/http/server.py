@@ -41,10 +41,10 @@ async def serve(
     port: int = 8080,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> None:
-    """Serve ``engine``'s API until signalled; the app opens and closes the engine."""
+    """Serve ``engine``'s API and UI until signalled; the app opens and closes the engine."""
     sock = bind(host, port)
     config = uvicorn.Config(
-        create_app(engine, max_body_bytes=max_body_bytes),
+        create_app(engine, max_body_bytes=max_body_bytes, stopping=lambda: server.should_exit),
         lifespan="on",
         log_level="info",
         timeout_graceful_shutdown=int(GRACE_SECONDS),

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from sagaline.model import stack, timeline
+from sagaline.model.codec import describe
 from sagaline.model.records import EventRecord, RunRecord, SignalRecord, StepRecord
 
 Json = dict[str, Any]
@@ -41,9 +42,13 @@ def shape(value: Any) -> Any:
 
 
 def payload(data: bytes | None, values: bool) -> Any:
-    """Stored JSON bytes as a JSON value (or its shape)."""
+    """Stored JSON bytes as a JSON value (or its shape); an encrypted payload as a string
+    saying so (``"<encrypted with key 'k1'>"``): views never hold keys."""
     if data is None:
         return None
+    sealed = describe(data)
+    if sealed is not None:
+        return f"<{sealed}>"
     try:
         value = msgspec.json.decode(data)
     except msgspec.DecodeError:

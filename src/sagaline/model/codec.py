@@ -1,8 +1,21 @@
-"""Payloads as JSON through msgspec, decoded back to the annotated types.
+"""Payloads as JSON through msgspec, decoded back to the annotated types, then protected.
 
-Everything a run stores (inputs, step results, compensation arguments) passes through
-here, on the first run and on replay alike, so a workflow sees the same value both times.
-Pickle is never used: stored bytes may come from anywhere the database is reachable from.
+Everything a run stores or sends (inputs, step results, compensation arguments, signals,
+child inputs, outbox bodies, run outputs) passes through here, on the first run and on
+replay alike, so a workflow sees the same value both times. Pickle is never used: stored
+bytes may come from anywhere the database is reachable from.
+
+Two stages, as in Temporal's converter/codec split: a value becomes JSON (``msgspec``),
+then the JSON becomes the stored bytes through an optional :class:`PayloadCodec` (bytes
+to bytes: encryption, compression, a KMS). The engine's own bookkeeping values (a timer's
+due time, a child's run id, a published message's id) are not user data and stay plain
+JSON (:meth:`Codec.encode_json`), so that the pure model and the operator views read them
+without a key.
+
+Errors (``{"type", "message"}`` of steps, runs and audit events) are not payloads and are
+not protected: they are the operator's view of what went wrong, read by ``runs list``,
+``runs show`` and the API without any key, and a run's history that cannot be read must
+still say why it is parked. Keep secrets out of exception messages.
 """
 
 from __future__ import annotations
@@ -11,9 +24,11 @@ import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
+
+from sagaline.model import crypto
 
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
@@ -80,20 +95,95 @@ def type_name(type_: Any) -> str:
     return getattr(type_, "__qualname__", None) or repr(type_)
 
 
+@runtime_checkable
+class PayloadCodec(Protocol):
+    """Bytes to bytes after JSON encoding: encryption, compression, a KMS envelope.
+
+    ``decode(encode(data)) == data``. ``decode`` must also accept bytes that ``encode``
+    never made (plain JSON stored before the codec was configured) and return them
+    unchanged, so turning a codec on never strands history. Raise a
+    :class:`~sagaline.model.crypto.PayloadCodecError` from ``decode`` for data that is
+    yours but cannot be undone; any other exception is wrapped in one. Both run on the
+    event loop, once per payload: keep them fast, or cache what a remote service gives.
+    """
+
+    def encode(self, data: bytes) -> bytes: ...
+
+    def decode(self, data: bytes) -> bytes: ...
+
+
+class Chain:
+    """Several payload codecs in turn: ``Chain(compress, AesGcm(...))`` compresses, then
+    encrypts; decoding undoes them in reverse order."""
+
+    def __init__(self, *codecs: PayloadCodec) -> None:
+        self.codecs = codecs
+
+    def encode(self, data: bytes) -> bytes:
+        for codec in self.codecs:
+            data = codec.encode(data)
+        return data
+
+    def decode(self, data: bytes) -> bytes:
+        for codec in reversed(self.codecs):
+            data = codec.decode(data)
+        return data
+
+    def __repr__(self) -> str:
+        return f"Chain({', '.join(map(repr, self.codecs))})"
+
+
+def describe(data: bytes | None) -> str | None:
+    """What a stored payload is, when it cannot be shown as JSON without a key.
+
+    ``"encrypted with key 'k1'"`` for a frame written by
+    :class:`~sagaline.model.crypto.AesGcm`; None for plain JSON (or nothing), which the
+    caller shows itself. Never decrypts, so a view without keys can call it on anything.
+    """
+    if data is None or not crypto.is_framed(data):
+        return None
+    try:
+        frame = crypto.parse_frame(data)
+    except crypto.PayloadTamperedError:
+        return "encrypted, but its frame is damaged"
+    assert frame is not None
+    return f"encrypted with key {frame.key_id!r}"
+
+
 class Codec:
     """``encode(value) -> bytes`` and ``decode(bytes, type) -> value``.
 
     ``max_payload_bytes`` is checked at encode time, before anything is written, and so
     are NaN and infinity: msgspec writes them as ``null``, which would not decode back.
+    The limit applies to the JSON, before the payload codec: whether a value fits does not
+    depend on how it is protected.
+
+    ``payload_codec`` turns the JSON into the stored bytes and back. Without one, a stored
+    payload that is encrypted (written by an engine that has keys) raises a clear
+    :class:`~sagaline.model.crypto.PayloadKeyError` instead of failing as bad JSON.
     """
 
-    def __init__(self, max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES) -> None:
+    def __init__(
+        self,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        payload_codec: PayloadCodec | None = None,
+    ) -> None:
         self.max_payload_bytes = max_payload_bytes
+        self.payload_codec = payload_codec
         self._encoder = msgspec.json.Encoder(enc_hook=_enc_hook)
         self._packer = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
         self._decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
     def encode(self, value: Any, where: str) -> bytes:
+        """``value`` as the bytes to store or send: JSON, then the payload codec."""
+        return self.protect(self.encode_json(value, where), where)
+
+    def decode(self, data: bytes, type_: Any, where: str) -> Any:
+        """Stored bytes back as ``type_``: the payload codec undone, then the JSON."""
+        return self.decode_json(self.unprotect(data, where), type_, where)
+
+    def encode_json(self, value: Any, where: str) -> bytes:
+        """``value`` as plain JSON, unprotected: for the engine's own bookkeeping values."""
         from sagaline.model.errors import PayloadEncodeError, PayloadTooLargeError
 
         try:
@@ -113,7 +203,49 @@ class Codec:
         except Exception:
             return True
 
-    def decode(self, data: bytes, type_: Any, where: str) -> Any:
+    def protect(self, data: bytes, where: str) -> bytes:
+        """JSON bytes through the payload codec (unchanged without one)."""
+        codec = self.payload_codec
+        if codec is None:
+            return data
+        try:
+            return codec.encode(data)
+        except Exception as exc:
+            from sagaline.model.errors import PayloadError
+
+            raise PayloadError(
+                f"{where}: the payload codec {type(codec).__qualname__} could not encode the "
+                f"value ({_reason(exc)}); nothing was written"
+            ) from exc
+
+    def unprotect(self, data: bytes, where: str) -> bytes:
+        """Stored bytes back to JSON bytes: the payload codec undone.
+
+        Raises:
+            PayloadCodecError: the payload is encrypted with a key this process does not
+                have (:class:`~sagaline.model.crypto.PayloadKeyError`), does not
+                authenticate, or the codec failed on it.
+        """
+        codec = self.payload_codec
+        if codec is None:
+            if crypto.is_framed(data):
+                frame = crypto.parse_frame(data)  # a damaged one raises with the reason
+                assert frame is not None
+                raise crypto.PayloadKeyError(frame.key_id, (), where)
+            return data
+        try:
+            return codec.decode(data)
+        except crypto.PayloadCodecError as exc:
+            raise exc.located(where) from None
+        except Exception as exc:
+            raise crypto.PayloadCodecError(
+                f"the payload codec {type(codec).__qualname__} could not decode the stored "
+                f"value ({_reason(exc)}); the code changed or the stored data is damaged",
+                where,
+            ) from exc
+
+    def decode_json(self, data: bytes, type_: Any, where: str) -> Any:
+        """Plain JSON bytes (no payload codec applied) as ``type_``."""
         from sagaline.model.errors import PayloadDecodeError
 
         try:
@@ -133,6 +265,11 @@ class Codec:
             decoder = msgspec.json.Decoder(type_, dec_hook=_dec_hook)
             self._decoders[type_] = decoder
         return decoder
+
+
+def _reason(exc: Exception) -> str:
+    text = f"{type(exc).__qualname__}: {exc}" if str(exc) else type(exc).__qualname__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class Signature:
@@ -203,7 +340,7 @@ class Signature:
             return codec.encode(values, f"{self.owner} arguments")
         except PayloadEncodeError:
             for param, value in zip(self.params, values, strict=True):
-                codec.encode(value, f"{self.owner} argument {param.name!r}")
+                codec.encode_json(value, f"{self.owner} argument {param.name!r}")
             raise
 
     def decode_args(self, codec: Codec, data: bytes) -> list[Any]:
@@ -217,7 +354,7 @@ class Signature:
                 f"{len(raws)} values stored, {len(self.params)} parameters now",
             )
         return [
-            codec.decode(bytes(raw), t, f"{self.owner} argument {p.name!r}")
+            codec.decode_json(bytes(raw), t, f"{self.owner} argument {p.name!r}")
             for raw, t, p in zip(raws, self.param_types, self.params, strict=True)
         ]
 

@@ -21,7 +21,11 @@
     ├── InvalidOperationError      an operator action that the run's status forbids
     │   └── RunConflictError       a start reuses a run id with another workflow or input
     ├── DatabaseError
+    │   ├── DatabaseNotFoundError      nothing at that URL, and the caller only reads
     │   ├── DatabaseUnavailableError   the connection dropped or the file is locked: retry
+    │   │   └── DiskFullError          the disk (or the database's quota) is full: retry
+    │   ├── DatabaseCorruptError       the file is damaged: restore a backup
+    │   ├── UndecodableRowError        a row's stored text does not decode (damaged data)
     │   ├── NotASagalineDatabaseError
     │   └── SchemaTooNewError
     └── LeaseLostError             this worker no longer owns the run (internal)
@@ -154,8 +158,9 @@ class PayloadDecodeError(PayloadError):
         self.type_name = type_name
         super().__init__(
             f"{where}: the stored value does not decode as {type_name!r} ({reason}); the "
-            f"code's types changed under a recorded run: deploy the matching code, then "
-            f"`sagaline runs retry RUN_ID`"
+            f"code changed or the stored data is damaged: deploy the code the run was "
+            f"recorded with, then `sagaline runs retry RUN_ID` (or check the database with "
+            f"`sagaline db check`)"
         )
 
 
@@ -275,6 +280,65 @@ class DatabaseUnavailableError(DatabaseError):
     """A transient failure (dropped connection, restart, lock timeout): worth retrying."""
 
     code = "database_unavailable"
+
+
+class DiskFullError(DatabaseUnavailableError):
+    """The database could not write because its disk is full.
+
+    A kind of :class:`DatabaseUnavailableError` because it passes: nothing was written,
+    and the same write succeeds once space is freed, so workers retry it (often, and
+    cheaply) rather than park anything.
+    """
+
+    code = "disk_full"
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(
+            f"cannot write to the database {where}: the disk is full ({detail}); free space "
+            f"on that disk (nothing was written; workers carry on once there is room)"
+        )
+
+
+class DatabaseCorruptError(DatabaseError):
+    """The database file is damaged: SQLite found a malformed page, or no database at all.
+
+    Not transient: the same read or write fails again until the file is repaired, so it is
+    reported (and a run whose checkpoints it refuses is parked), never retried blindly.
+    """
+
+    code = "database_corrupt"
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(
+            f"the database file {where} is damaged ({detail}); see what is wrong with "
+            f"`sagaline db check --db sqlite:///{where}`, then restore it from a backup "
+            f"(stop the workers first)"
+        )
+
+
+class UndecodableRowError(DatabaseError):
+    """A row read back does not decode: a status no version wrote, JSON that does not parse.
+
+    The database read it fine, so the page is sound; the data in it is not (damaged on
+    disk, or written by something other than sagaline). Lists show such a row as
+    undecodable and go on; loading that one row raises this.
+    """
+
+    code = "undecodable_row"
+
+    def __init__(self, table: str, key: str, reason: str) -> None:
+        self.table = table
+        self.key = key
+        self.reason = reason
+        super().__init__(
+            f"a row of table {table!r} ({key}) cannot be decoded: {reason}; the stored data "
+            f"is damaged: look the database over with `sagaline db check`, and restore it "
+            f"from a backup if that finds damage"
+        )
 
 
 class NotASagalineDatabaseError(DatabaseError):

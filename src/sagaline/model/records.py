@@ -31,6 +31,9 @@ class RunRecord:
     updated_at: float
     wake_at: float | None = None
     parent_run_id: str | None = None
+    traceparent: str | None = None
+    """The W3C trace context the run was started in (its caller's span), so every
+    execution of it, on any worker, continues that trace; None: derived from the run id."""
 
     @property
     def created(self) -> datetime:
@@ -57,6 +60,7 @@ def new_run_record(run: NewRun, owner: str | None) -> RunRecord:
         created_at=run.at,
         updated_at=run.at,
         parent_run_id=run.parent_run_id,
+        traceparent=run.traceparent,
     )
 
 
@@ -111,6 +115,8 @@ class NewRun:
     queue: str
     at: float
     parent_run_id: str | None = None
+    traceparent: str | None = None
+    """The caller's W3C ``traceparent`` when tracing is on (see ``RunRecord``)."""
 
 
 @dataclass(frozen=True)

@@ -34,24 +34,28 @@ class Timeline:
     entries: list[Entry]
 
 
+UNDECODABLE = "Undecodable"
+"""The type a store gives a row it read but could not decode (damaged data), in a list:
+``data`` holds the stored ``type`` and the ``reason``; no event is ever written so."""
+
+
 def short_name(name: str) -> str:
     return name.rsplit(".", 1)[-1]
 
 
 def build(run: RunRecord, events: Sequence[EventRecord]) -> Timeline:
     start = events[0].at if events else run.created_at
-    entries = [
-        Entry(
-            at=e.at,
-            offset_ms=round((e.at - start) * 1000, 1),
-            type=e.type,
-            subject=subject(e.event),
-            detail=detail(e.event),
-            seq=e.seq,
-        )
-        for e in events
-    ]
+    entries = [_entry(e, start) for e in events]
     return Timeline(run.run_id, run.workflow, run.status.value, entries)
+
+
+def _entry(e: EventRecord, start: float) -> Entry:
+    offset_ms = round((e.at - start) * 1000, 1)
+    if e.type == UNDECODABLE:  # shown as such; the timeline goes on past it
+        stored = str(e.data.get("type", "?"))
+        reason = f"undecodable: {e.data.get('reason', '')}"
+        return Entry(e.at, offset_ms, stored, "", reason, e.seq)
+    return Entry(e.at, offset_ms, e.type, subject(e.event), detail(e.event), e.seq)
 
 
 def subject(event: ev.Event) -> str:

@@ -6,7 +6,8 @@ otherwise. Leases are judged by the database's clock, never the caller's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+import re
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,6 +24,21 @@ from sagaline.model.records import (
     StepRecord,
 )
 from sagaline.model.status import RunStatus
+
+_CREATE_TABLE = re.compile(r"CREATE TABLE (?:IF NOT EXISTS )?(\w+)", re.IGNORECASE)
+_DROP_TABLE = re.compile(r"DROP TABLE (?:IF EXISTS )?(\w+)", re.IGNORECASE)
+
+
+def migrated_tables(scripts: Iterable[str]) -> list[str]:
+    """The tables a dialect's migration scripts leave behind, in creation order: what
+    ``Store.check`` expects to find."""
+    tables: list[str] = []
+    for script in scripts:
+        tables += [t for t in _CREATE_TABLE.findall(script) if t not in tables]
+        dropped = set(_DROP_TABLE.findall(script))
+        tables = [t for t in tables if t not in dropped]
+    return tables
+
 
 NEWEST = (1e308, "")
 """A keyset before every run: the first page of a runs list."""
@@ -123,11 +139,27 @@ class Store(Protocol):
 
         With ``create=False`` (the commands that only read) nothing new is made: no file,
         no folder, no schema; a database that is not there raises
-        :class:`DatabaseNotFoundError` naming where it looked.
+        :class:`DatabaseNotFoundError` naming where it looked. Opening a database whose
+        schema is current writes nothing (so reading works on a full disk).
 
         Raises:
             NotASagalineDatabaseError: the database holds something else.
             SchemaTooNewError: a newer sagaline wrote it.
+            DatabaseCorruptError: the file is damaged (SQLite).
+            DiskFullError: the schema had to be written and the disk is full.
+        """
+
+    async def check(self) -> list[str]:
+        """Look the database over without writing a byte: what is wrong, or nothing.
+
+        For ``sagaline db check``: call it on a store that is not open (a damaged database
+        may not open). SQLite runs its integrity check over every page; PostgreSQL, which
+        checks its own pages, gets a cheap look instead: the schema version, every table
+        present and readable, every index valid.
+
+        Raises:
+            DatabaseNotFoundError: there is no database at the URL.
+            DatabaseError: the database cannot be reached at all.
         """
 
     async def create_runs(
@@ -228,11 +260,14 @@ class Store(Protocol):
         written again one checkpoint at a time (each under its own savepoint, still one
         transaction), the others land, and the refused one comes back with
         ``landed=False`` and ``rejected`` set to the database's message, having written
-        nothing. Only that failure path pays for this.
+        nothing. Only that failure path pays for this. A checkpoint that meets a damaged
+        page (SQLite) is refused so too (each checkpoint then in a transaction of its own):
+        the same page refuses it every time, so its run is parked rather than retried.
 
         Raises:
             DatabaseUnavailableError: the connection dropped or the database stayed locked;
                 whether the batch landed is unknown, so re-read the runs.
+            DiskFullError: nothing was written; it will be, once there is space.
         """
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:

@@ -215,20 +215,20 @@ WHERE status = $3::text AND queue = ANY($1::text[]) AND workflow = ANY($2::text[
 -- which takes the queue's lock. One statement, one round trip, for the whole batch.
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[],
-                         $6::float8[], $7::text[], $9::text[])
-        AS v(run_id, workflow, input, queue, owner, at, parent_run_id, started)
+                         $6::float8[], $7::text[], $9::text[], $13::text[])
+        AS v(run_id, workflow, input, queue, owner, at, parent_run_id, started, traceparent)
 ), o AS (
     SELECT v.*, CASE WHEN EXISTS (SELECT 1 FROM queues q WHERE q.name = v.queue)
                      THEN NULL ELSE v.owner END AS who
     FROM v
 ), ins AS (
     INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
-                      parent_run_id, created_at, updated_at)
+                      parent_run_id, created_at, updated_at, traceparent)
     SELECT run_id, workflow, CASE WHEN who IS NULL THEN $10::text ELSE $11::text END, input,
            queue, who,
            CASE WHEN who IS NULL THEN NULL
                 ELSE extract(epoch from clock_timestamp()) + $8::float8 END,
-           CASE WHEN who IS NULL THEN 0 ELSE 1 END, parent_run_id, at, at
+           CASE WHEN who IS NULL THEN 0 ELSE 1 END, parent_run_id, at, at, traceparent
     FROM o
     ON CONFLICT (run_id) DO NOTHING
     RETURNING run_id, owner

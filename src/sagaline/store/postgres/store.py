@@ -48,11 +48,18 @@ from sagaline.model.records import (
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.model.urls import redact
 from sagaline.store.postgres.batch import insert_outbox, write, write_each
+from sagaline.store.postgres.check import check_schema
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.postgres.transaction import transaction
 from sagaline.store.protocol import RunQuery, StoreTransaction, TokenRecord, newest_first
 from sagaline.store.queries import load_queries
-from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
+from sagaline.store.rows import (
+    event_or_undecodable,
+    outbox_from_row,
+    run_from_row,
+    run_or_undecodable,
+    step_from_row,
+)
 from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
 
 T = TypeVar("T")
@@ -151,6 +158,24 @@ class PostgresStore:
         async with self._pool.acquire() as conn, conn.transaction():
             await migrate(conn, self._dsn)
 
+    async def check(self) -> list[str]:
+        where = redact(self._dsn) + (f" (schema {self._schema})" if self._schema else "")
+        try:
+            conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
+        except TRANSIENT as exc:
+            raise DatabaseError(f"cannot reach PostgreSQL at {where} ({exc})") from exc
+        except pgx.InvalidCatalogNameError as exc:
+            raise DatabaseNotFoundError(f"PostgreSQL at {where} has no such database") from exc
+        try:
+            if self._schema and not await conn.fetchval(_Q["schema_exists"], self._schema):
+                raise DatabaseNotFoundError(
+                    f"there is no schema {self._schema!r} in {redact(self._dsn)}; check "
+                    f"?schema= in --db / SAGALINE_DB"
+                )
+            return await check_schema(conn, where)
+        finally:
+            await conn.close()
+
     def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
         return transaction(self._p())
 
@@ -227,6 +252,7 @@ class PostgresStore:
             RunStatus.PENDING.value,
             RunStatus.RUNNING.value,
             ev.RunStarted.__name__,
+            [r.traceparent for r in runs],
         )
         rows = await self._retry(lambda c: c.fetch(_Q["create_runs"], *args))
         created = {row["run_id"]: row["owner"] for row in rows}
@@ -258,7 +284,7 @@ class PostgresStore:
             rows = await self._retry(
                 lambda c: c.fetch(_Q["list_runs_by_status"], status.value, limit)
             )
-        return [run_from_row(r) for r in rows]
+        return [run_or_undecodable(r) for r in rows]
 
     async def search_runs(self, query: RunQuery, limit: int) -> list[RunRecord]:
         at, run_id = query.keyset()
@@ -267,11 +293,11 @@ class PostgresStore:
         lead = query.leading()
         sql = _Q[_SEARCH[lead]]
         if lead != "status":
-            return [run_from_row(r) for r in await self._retry(lambda c: c.fetch(sql, *args))]
+            return [run_or_undecodable(r) for r in await self._retry(lambda c: c.fetch(sql, *args))]
 
         async def op(conn: asyncpg.Connection) -> list[list[RunRecord]]:
             return [
-                [run_from_row(r) for r in await conn.fetch(sql, *args, s.value)]
+                [run_or_undecodable(r) for r in await conn.fetch(sql, *args, s.value)]
                 for s in sorted(set(query.statuses))
             ]
 
@@ -314,7 +340,7 @@ class PostgresStore:
 
     async def read_events(self, run_id: str) -> list[EventRecord]:
         rows = await self._retry(lambda c: c.fetch(_Q["select_events"], run_id))
-        return [event_from_row(r) for r in rows]
+        return [event_or_undecodable(r) for r in rows]
 
     # -- leases ----------------------------------------------------------------------------
 

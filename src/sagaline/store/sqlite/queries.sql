@@ -3,11 +3,11 @@
 
 -- name: insert_run
 INSERT INTO runs (run_id, workflow, status, input, queue, owner, lease_until, lease_epoch,
-                  parent_run_id, created_at, updated_at)
+                  parent_run_id, created_at, updated_at, traceparent)
 VALUES (:run_id, :workflow, :status, :input, :queue, :owner,
         CASE WHEN :owner IS NULL THEN NULL
              ELSE (julianday('now') - 2440587.5) * 86400.0 + :lease END,
-        CASE WHEN :owner IS NULL THEN 0 ELSE 1 END, :parent_run_id, :at, :at)
+        CASE WHEN :owner IS NULL THEN 0 ELSE 1 END, :parent_run_id, :at, :at, :traceparent)
 ON CONFLICT (run_id) DO NOTHING
 
 -- name: select_run

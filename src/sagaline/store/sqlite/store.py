@@ -21,9 +21,11 @@ from typing import Any, TypeVar
 
 from sagaline.model import events as ev
 from sagaline.model.errors import (
+    DatabaseCorruptError,
     DatabaseError,
     DatabaseNotFoundError,
     DatabaseUnavailableError,
+    DiskFullError,
 )
 from sagaline.model.records import (
     Checkpoint,
@@ -41,8 +43,16 @@ from sagaline.model.records import (
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.store.protocol import RunQuery, StoreTransaction, TokenRecord, newest_first
 from sagaline.store.queries import load_queries
-from sagaline.store.rows import event_from_row, outbox_from_row, run_from_row, step_from_row
+from sagaline.store.rows import (
+    event_or_undecodable,
+    outbox_from_row,
+    run_from_row,
+    run_or_undecodable,
+    step_from_row,
+)
 from sagaline.store.sqlite.batch import outbox_params, write_batch, write_each
+from sagaline.store.sqlite.check import check_file
+from sagaline.store.sqlite.faults import no_room_for_index, translate
 from sagaline.store.sqlite.schema import migrate
 from sagaline.store.sqlite.transaction import TransactionConnection
 from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
@@ -105,7 +115,13 @@ class SqliteStore:
     async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def run() -> T:
             assert self._conn is not None, "store used before open()"
-            return fn(self._conn)
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as exc:
+                fault = translate(exc, self.path)
+                if fault is None:
+                    raise
+                raise fault from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._thread, run)
 
@@ -118,10 +134,11 @@ class SqliteStore:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
+                conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # SQLite rolls back by itself on a full disk
+                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             return result
 
         return await self._call(run)
@@ -134,16 +151,43 @@ class SqliteStore:
                 _check_path(Path(self.path), create)
                 if create:
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.row_factory = sqlite3.Row
+            # Nobody has the file open (else its shared-memory index would exist) and there
+            # is no room to make one: SQLite keeps the index in memory for a connection that
+            # holds the file alone. A reading command holds it a moment; a worker waits for
+            # it on busy_timeout.
+            alone = not create and no_room_for_index(self.path)
             try:
-                migrate(conn, self.path)
-            except BaseException:
-                conn.close()
-                raise
-            return conn
+                return self._connect(create, alone)
+            except DiskFullError:
+                if create or alone:
+                    raise
+                return self._connect(create, alone=True)
 
         self._conn = await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    def _connect(self, create: bool, alone: bool = False) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        try:
+            if alone:
+                conn.execute("PRAGMA locking_mode = EXCLUSIVE")
+            migrate(conn, self.path, create)
+        except sqlite3.Error as exc:
+            conn.close()
+            fault = translate(exc, self.path)
+            if fault is None:
+                raise
+            raise fault from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def check(self) -> list[str]:
+        if self.path == ":memory:":
+            return []
+        _check_path(Path(self.path), create=False)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, check_file, self.path)
 
     def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
         if self._transactions is None:
@@ -190,7 +234,7 @@ class SqliteStore:
                 rows = conn.execute(
                     _Q["list_runs_by_status"], {"status": status.value, "limit": limit}
                 )
-            return [run_from_row(r) for r in rows]
+            return [run_or_undecodable(r) for r in rows]
 
         return await self._call(q)
 
@@ -211,9 +255,12 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> list[RunRecord]:
             if lead != "status":
                 rows = conn.execute(_Q[_SEARCH[lead]], params)
-                return [run_from_row(r) for r in rows]
+                return [run_or_undecodable(r) for r in rows]
             pages = [
-                [run_from_row(r) for r in conn.execute(_Q[_SEARCH[lead]], {**params, "status": s})]
+                [
+                    run_or_undecodable(r)
+                    for r in conn.execute(_Q[_SEARCH[lead]], {**params, "status": s})
+                ]
                 for s in sorted(set(query.statuses))
             ]
             return newest_first(pages, limit)
@@ -284,7 +331,8 @@ class SqliteStore:
     async def read_events(self, run_id: str) -> list[EventRecord]:
         def q(conn: sqlite3.Connection) -> list[EventRecord]:
             return [
-                event_from_row(r) for r in conn.execute(_Q["select_events"], {"run_id": run_id})
+                event_or_undecodable(r)
+                for r in conn.execute(_Q["select_events"], {"run_id": run_id})
             ]
 
         return await self._call(q)
@@ -420,6 +468,14 @@ class SqliteStore:
                 return await self._tx(lambda conn: write_batch(conn, batch))
             except sqlite3.OperationalError:
                 raise
+            except DatabaseCorruptError as exc:
+                log.warning(
+                    "a batch of %d checkpoint(s) met a damaged page (%s); writing each in a "
+                    "transaction of its own",
+                    len(batch),
+                    exc,
+                )
+                return [await self._commit_alone(cp) for cp in batch]
             except (sqlite3.Error, OverflowError) as exc:
                 log.warning(
                     "a batch of %d checkpoint(s) was refused (%s); writing them one at a time",
@@ -429,6 +485,19 @@ class SqliteStore:
                 return await self._tx(lambda conn: write_each(conn, batch))
         except sqlite3.OperationalError as exc:  # locked past busy_timeout, disk I/O
             raise DatabaseUnavailableError(f"commit failed: {exc}") from exc
+
+    async def _commit_alone(self, cp: Checkpoint) -> CommitResult:
+        """One checkpoint in its own transaction; refused if it meets a damaged page.
+
+        Refused, not raised: the same page refuses it every time, so its run is parked
+        with this message after a few tries instead of running its step again each lease.
+        Its own transaction, because a transaction that met a damaged page cannot commit
+        even after rolling back to a savepoint: the others of the batch land.
+        """
+        try:
+            return (await self._tx(lambda conn: write_each(conn, [cp])))[0]
+        except DatabaseCorruptError as exc:
+            return CommitResult(cp.run_id, landed=False, rejected=str(exc))
 
     async def append_outbox(self, messages: Sequence[OutboxMessage]) -> None:
         params = [outbox_params(m) for m in messages]
@@ -517,6 +586,7 @@ def _create_run(
             "lease": lease_seconds,
             "parent_run_id": run.parent_run_id,
             "at": run.at,
+            "traceparent": run.traceparent,
         },
     )
     if cur.rowcount != 1:

@@ -25,7 +25,8 @@ from sagaline.model.choreography import (
     Subscription,
     Summary,
 )
-from sagaline.model.errors import DatabaseError, DatabaseUnavailableError
+from sagaline.model.errors import DatabaseError, DatabaseUnavailableError, DiskFullError
+from sagaline.store.sqlite.faults import has_sqlite_header, no_room_for_index, translate
 from sagaline.store.sqlite.schema import APPLICATION_ID
 from sagaline.store.sqlite.store import path_from_url
 from sagaline.store.tracker import (
@@ -178,6 +179,10 @@ class SqliteTrackerStore:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             try:
+                if not create and no_room_for_index(self.path):
+                    # As the store does: a full disk leaves no room for the shared-memory
+                    # index, which SQLite then keeps in memory for a sole reader.
+                    conn.execute("PRAGMA locking_mode = EXCLUSIVE")
                 self._migrate(conn, create)
             except BaseException:
                 conn.close()
@@ -207,18 +212,24 @@ class SqliteTrackerStore:
         has_meta = conn.execute(_Q["has_meta"]).fetchone()[0]
         if not has_meta and not create:
             raise DatabaseError(_nothing_at(self.path))
-        conn.execute(_Q["wal"])
         conn.execute(_Q["synchronous"])
+        if not create:  # a reader writes nothing: it works on a full disk, changes no byte
+            self._check_version(conn)
+            return
+        conn.execute(_Q["wal"])
         _transaction(conn, self._create_tables)
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute(_Q["version"]).fetchone()[0] or 0
+        if version > VERSION:
+            raise DatabaseError(
+                f"{self.path} holds tracker tables of version {version}, newer than this "
+                f"sagaline's {VERSION}; upgrade sagaline in this process"
+            )
 
     def _create_tables(self, conn: sqlite3.Connection) -> None:
         if conn.execute(_Q["has_meta"]).fetchone()[0]:  # another process may have won
-            version = conn.execute(_Q["version"]).fetchone()[0] or 0
-            if version > VERSION:
-                raise DatabaseError(
-                    f"{self.path} holds tracker tables of version {version}, newer than this "
-                    f"sagaline's {VERSION}; upgrade sagaline in this process"
-                )
+            self._check_version(conn)
             return
         for statement in _TABLES:
             conn.execute(statement)
@@ -349,6 +360,9 @@ def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]
 
 def _error(path: str, what: str, exc: sqlite3.Error) -> DatabaseError:
     text = str(exc)
+    fault = translate(exc, path)
+    if isinstance(fault, DiskFullError) or (fault is not None and has_sqlite_header(path)):
+        return fault  # a full disk, or a damaged sagaline (or tracker) file
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return DatabaseUnavailableError(f"the tracker's store at {path} is locked ({exc}); retry")
     if "not a database" in text:

@@ -16,9 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sagaline.model.errors import DatabaseUnavailableError
+from sagaline.model.errors import DatabaseUnavailableError, SagalineError
 from sagaline.model.records import Checkpoint, CommitResult
 from sagaline.store.sqlite.batch import write_batch
+from sagaline.store.sqlite.faults import is_corrupt, translate
 
 T = TypeVar("T")
 
@@ -65,17 +66,30 @@ class TransactionConnection:
             try:
                 await loop.run_in_executor(self._thread, conn.execute, "BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
-                raise DatabaseUnavailableError(f"transaction could not begin: {exc}") from exc
+                raise self._fault(exc, "begin") from exc
             try:
                 yield SqliteTransaction(conn, self._thread)
             except BaseException:
-                await loop.run_in_executor(self._thread, conn.execute, "ROLLBACK")
+                await loop.run_in_executor(self._thread, self._rollback, conn)
                 raise
             try:
                 await loop.run_in_executor(self._thread, conn.execute, "COMMIT")
-            except sqlite3.OperationalError as exc:
-                await loop.run_in_executor(self._thread, conn.execute, "ROLLBACK")
-                raise DatabaseUnavailableError(f"transaction could not commit: {exc}") from exc
+            except sqlite3.DatabaseError as exc:
+                await loop.run_in_executor(self._thread, self._rollback, conn)
+                if not isinstance(exc, sqlite3.OperationalError) and not is_corrupt(exc):
+                    raise  # the data's own fault (a deferred constraint): the caller's to see
+                raise self._fault(exc, "commit") from exc
+
+    def _fault(self, exc: sqlite3.DatabaseError, doing: str) -> SagalineError:
+        """A full disk or a damaged file says so; anything else is worth a retry."""
+        return translate(exc, self.path) or DatabaseUnavailableError(
+            f"transaction could not {doing}: {exc}"
+        )
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:  # SQLite rolls back by itself on a full disk
+            conn.execute("ROLLBACK")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
