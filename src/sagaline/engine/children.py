@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 from sagaline.engine.context import RunContext
+from sagaline.engine.observe import outgoing_traceparent
 from sagaline.model import operations, stack
 from sagaline.model.errors import InvalidOperationError
-from sagaline.model.records import RunRecord, StepRecord
+from sagaline.model.records import NewRun, RunRecord, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 WAIT: Final[dict[str, Any]] = {"wait": True}
@@ -21,6 +22,25 @@ WAIT: Final[dict[str, Any]] = {"wait": True}
 
 _UNDONE = frozenset({RunStatus.COMPENSATED, RunStatus.CANCELLED, RunStatus.FAILED})
 _LIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUSPENDED, RunStatus.BLOCKED})
+
+
+def new_child(ctx: RunContext, child_id: str, workflow: str, data: bytes, queue: str) -> NewRun:
+    """The row that starts a child of ``ctx``'s run.
+
+    It stores the parent's current span (the run's, as children start in the workflow's
+    body) as its ``traceparent``: a child is part of its parent's saga, so its run spans
+    belong in the parent's trace rather than one derived from the child's own id.
+    """
+    traceparent = outgoing_traceparent(ctx.rt.observer, ctx.run.traceparent)
+    return NewRun(
+        child_id,
+        workflow,
+        data,
+        queue,
+        ctx.rt.clock(),
+        parent_run_id=ctx.run.run_id,
+        traceparent=traceparent,
+    )
 
 
 def child_ids(ctx: RunContext) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 from sagaline.bus import Bus, Delivery, Message, Subscription
 from sagaline.engine.handlers import HandlerDef
 from sagaline.engine.registry import WorkflowDef
+from sagaline.engine.tracing import current_traceparent
 from sagaline.model import envelope
 from sagaline.model.codec import Codec
 from sagaline.model.errors import (
@@ -60,7 +61,11 @@ def outside_message(
     service: str | None,
     at: float,
 ) -> OutboxMessage:
-    """An event published by ``engine.publish``: no run around it, so a fresh id."""
+    """An event published by ``engine.publish``: no run around it, so a fresh id.
+
+    It carries the caller's active span (an HTTP request's, say), so the runs it starts in
+    other services continue the caller's trace.
+    """
     check_topic(topic)
     if correlation_id is not None:
         check_name("correlation id", correlation_id)
@@ -69,7 +74,11 @@ def outside_message(
     body = codec.encode(payload, f"event {topic!r}")
     message_id = uuid.uuid4().hex
     headers = envelope.headers(
-        correlation_id=correlation_id or message_id, causation_id=None, source=service, at=at
+        correlation_id=correlation_id or message_id,
+        causation_id=None,
+        source=service,
+        at=at,
+        traceparent=current_traceparent(),
     )
     if key is not None:
         headers[envelope.KEY] = key

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 from typing import Any, NoReturn
 
 from sagaline.engine.handlers import HandlerDef, get_handler
+from sagaline.engine.observe import outgoing_traceparent
 from sagaline.engine.runtime import Runtime
 from sagaline.model import envelope, stack
 from sagaline.model import events as ev
@@ -228,7 +229,9 @@ class RunContext:
             causation_id=trigger.id if trigger is not None else None,
             source=self.service(),
             at=at,
-            traceparent=trigger.traceparent if trigger is not None else None,
+            traceparent=outgoing_traceparent(
+                self.rt.observer, trigger.traceparent if trigger is not None else None
+            ),
         )
         body = self.rt.codec.encode(data, f"event {handler.on_failure!r}")
         run_id = self.run.run_id

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
+from sagaline.engine.children import new_child
 from sagaline.engine.context import RunContext, current_context
 from sagaline.engine.registry import WorkflowDef
 from sagaline.model import events as ev
@@ -25,7 +26,7 @@ from sagaline.model.errors import (
     SignalTimeoutError,
 )
 from sagaline.model.history import Call, take_signal
-from sagaline.model.records import NewRun, StepRecord
+from sagaline.model.records import StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 R = TypeVar("R")
@@ -226,7 +227,7 @@ async def start_child(
     data = wf.signature.encode_args(ctx.rt.codec, values)
     output = ctx.rt.codec.encode_json(child_id, "child run id")
     row = ctx.row(call, StepKind.CHILD, wf.name, StepStatus.SUCCEEDED, output=output)
-    new = NewRun(child_id, wf.name, data, wf.queue, ctx.rt.clock(), parent_run_id=ctx.run.run_id)
+    new = new_child(ctx, child_id, wf.name, data, wf.queue)
     await ctx.finish(
         call, row, ctx.event(ev.ChildStarted(child=child_id), call.seq), new_runs=[new]
     )

@@ -97,6 +97,15 @@ class Observer:
         return Probe(self, ctx.run.run_id, name, kind)
 
 
+def outgoing_traceparent(observer: Observer | None, inherited: str | None) -> str | None:
+    """The ``traceparent`` of what a run sends now (an event, a child run): the current
+    span (a step's, else the run's) when tracing is on, so whatever it starts elsewhere
+    nests under the work that sent it; else ``inherited`` (the trigger's), which keeps the
+    saga in one trace even where this service records no spans."""
+    current = None if observer is None else observer.traceparent()
+    return current or inherited
+
+
 def _run_outcome(ctx: RunContext) -> str:
     if ctx.settled is not None:
         return ctx.settled.status.value

@@ -16,6 +16,7 @@ from typing import Any
 
 from sagaline.engine import steps
 from sagaline.engine.context import RunContext, current_context
+from sagaline.engine.observe import outgoing_traceparent
 from sagaline.model import envelope
 from sagaline.model.errors import SagalineError
 from sagaline.model.names import check_name
@@ -87,7 +88,9 @@ def build(
         causation_id=trigger.id if trigger is not None else None,
         source=ctx.service(),
         at=at,
-        traceparent=trigger.traceparent if trigger is not None else None,
+        traceparent=outgoing_traceparent(
+            ctx.rt.observer, trigger.traceparent if trigger is not None else None
+        ),
     )
     if key is not None:
         headers[envelope.KEY] = key

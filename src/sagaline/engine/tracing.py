@@ -12,6 +12,11 @@ derived from its run id (:func:`derived_parent`), the same in every process. Eac
 worker executes the run, its "run" span is a child of that context, so every attempt —
 before a crash, after it, on another host — lands in the same trace; step and compensation
 attempt spans are children of their run span.
+
+What a run sends carries the span current when it is sent: a child run stores the
+parent's span as its ``traceparent``, and an event published by a step, a workflow, a
+handler's ``on_failure`` or ``engine.publish`` carries the publisher's span, so the runs
+it starts elsewhere join the same trace (:func:`current_traceparent`).
 """
 
 from __future__ import annotations
@@ -62,6 +67,21 @@ def format_traceparent(trace_id: int, span_id: int, flags: int) -> str:
     return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
 
 
+def current_traceparent() -> str | None:
+    """The ``traceparent`` of the span active in the caller, if any (None without the API).
+
+    Reading the context records nothing, so it needs no :class:`Tracing`: ``engine.publish``
+    forwards its caller's span whatever the engine's own tracing setting, as an event's
+    ``traceparent`` is forwarded, since propagating a context is the caller's choice.
+    """
+    if trace is None:
+        return None
+    sc = trace.get_current_span().get_span_context()
+    if not sc.is_valid:
+        return None
+    return format_traceparent(sc.trace_id, sc.span_id, int(sc.trace_flags))
+
+
 class Tracing:
     """Starts sagaline's spans on ``provider`` (default: the global tracer provider,
     looked up at each span so an SDK configured after the engine opened is used)."""
@@ -74,10 +94,7 @@ class Tracing:
 
     def current_traceparent(self) -> str | None:
         """The ``traceparent`` of the span active in the caller, if any."""
-        sc = trace.get_current_span().get_span_context()
-        if not sc.is_valid:
-            return None
-        return format_traceparent(sc.trace_id, sc.span_id, int(sc.trace_flags))
+        return current_traceparent()
 
     def run_parent(self, run_id: str, traceparent: str | None) -> Context:
         """The context a run's span starts in: the stored ``traceparent``, else derived."""

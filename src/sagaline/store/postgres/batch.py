@@ -103,7 +103,16 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     if outbox:
         await insert_outbox(conn, outbox)
     children = [
-        (c.run_id, c.workflow, c.input, c.queue, c.parent_run_id, c.at, RunStatus.PENDING.value)
+        (
+            c.run_id,
+            c.workflow,
+            c.input,
+            c.queue,
+            c.parent_run_id,
+            c.at,
+            RunStatus.PENDING.value,
+            c.traceparent,
+        )
         for cp in landed
         for c in cp.new_runs
     ]

@@ -187,8 +187,8 @@ WHERE run_id = (SELECT parent_run_id FROM runs WHERE run_id = $1) AND status = $
 
 -- name: insert_child
 INSERT INTO runs (run_id, workflow, status, input, queue, lease_epoch, parent_run_id,
-                  created_at, updated_at)
-VALUES ($1, $2, $7, $3, $4, 0, $5, $6, $6)
+                  created_at, updated_at, traceparent)
+VALUES ($1, $2, $7, $3, $4, 0, $5, $6, $6, $8)
 ON CONFLICT (run_id) DO NOTHING
 
 -- name: consume_signal

@@ -19,7 +19,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -32,6 +32,7 @@ from sagaline.model.errors import (
     DatabaseError,
     DatabaseNotFoundError,
     DatabaseUnavailableError,
+    DiskFullError,
 )
 from sagaline.model.records import (
     Checkpoint,
@@ -155,11 +156,29 @@ class PostgresStore:
                 f"PostgreSQL at {redact(self._dsn)} refused the login ({exc}); check the user "
                 f"and password in the URL, and that the role may log in"
             ) from exc
-        async with self._pool.acquire() as conn, conn.transaction():
-            await migrate(conn, self._dsn)
+        with self._full_disk():
+            async with self._pool.acquire() as conn, conn.transaction():
+                await migrate(conn, self._dsn)
+
+    def _where(self) -> str:
+        return redact(self._dsn) + (f" (schema {self._schema})" if self._schema else "")
+
+    @contextlib.contextmanager
+    def _full_disk(self) -> Iterator[None]:
+        """SQLSTATE 53100 as :class:`DiskFullError`, naming the database.
+
+        PostgreSQL reports a full disk (or tablespace) as an ordinary error, but it passes:
+        the statement wrote nothing and succeeds once space is freed, so callers treat it
+        as the database being away (retry, do not park) and the operator reads what to free.
+        Out of memory and too many connections (53200, 53300) stay as asyncpg raises them.
+        """
+        try:
+            yield
+        except pgx.DiskFullError as exc:
+            raise DiskFullError(self._where(), str(exc)) from exc
 
     async def check(self) -> list[str]:
-        where = redact(self._dsn) + (f" (schema {self._schema})" if self._schema else "")
+        where = self._where()
         try:
             conn = await asyncpg.connect(self._dsn, server_settings=self._settings)
         except TRANSIENT as exc:
@@ -197,8 +216,9 @@ class PostgresStore:
         delay = 0.05
         for attempt in range(8):
             try:
-                async with self._p().acquire() as conn:
-                    return await op(conn)
+                with self._full_disk():  # no point retrying here: space comes back slowly
+                    async with self._p().acquire() as conn:
+                        return await op(conn)
             except TRANSIENT as exc:
                 if attempt == 7:
                     raise
@@ -430,6 +450,12 @@ class PostgresStore:
     async def send_signal(
         self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]
     ) -> RunStatus | None:
+        with self._full_disk():
+            return await self._send_signal(run_id, name, payload, at, statuses)
+
+    async def _send_signal(
+        self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]
+    ) -> RunStatus | None:
         async with self._p().acquire() as conn, conn.transaction():
             # The row lock orders this against the run's own commits: it cannot end or
             # suspend between the check and the signal.
@@ -469,22 +495,28 @@ class PostgresStore:
 
         Raises:
             DatabaseUnavailableError: the connection failed; whether it landed is unknown.
+            DiskFullError: the database's disk is full; nothing was written.
         """
         try:
-            async with self._p().acquire() as conn:
-                try:
-                    return await write(conn, batch)
-                except asyncpg.PostgresError as exc:
-                    if isinstance(exc, TRANSIENT):
-                        raise
-                    log.warning(
-                        "a batch of %d checkpoint(s) was refused (%s); writing them one at a time",
-                        len(batch),
-                        exc,
-                    )
-                    return await write_each(conn, batch)
+            with self._full_disk():
+                return await self._commit(batch)
         except TRANSIENT as exc:
             raise DatabaseUnavailableError(f"commit interrupted: {exc!r}") from exc
+
+    async def _commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
+        async with self._p().acquire() as conn:
+            try:
+                return await write(conn, batch)
+            except asyncpg.PostgresError as exc:
+                # A full disk refuses every checkpoint alike: none of them is at fault.
+                if isinstance(exc, (*TRANSIENT, pgx.DiskFullError)):
+                    raise
+                log.warning(
+                    "a batch of %d checkpoint(s) was refused (%s); writing them one at a time",
+                    len(batch),
+                    exc,
+                )
+                return await write_each(conn, batch)
 
     async def append_outbox(self, messages: Sequence[OutboxMessage]) -> None:
         await self._retry(lambda conn: insert_outbox(conn, messages))
@@ -514,6 +546,10 @@ class PostgresStore:
         return [r["topic"] for r in rows]
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
+        with self._full_disk():
+            return await self._operate(change)
+
+    async def _operate(self, change: OperatorChange) -> RunRecord | None:
         ev = change.event
         async with self._p().acquire() as conn, conn.transaction():
             if change.unless_pivot:

@@ -92,6 +92,7 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
             "parent_run_id": c.parent_run_id,
             "at": c.at,
             "pending": RunStatus.PENDING.value,
+            "traceparent": c.traceparent,
         }
         for cp in landed
         for c in cp.new_runs

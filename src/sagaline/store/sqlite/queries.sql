@@ -155,8 +155,8 @@ WHERE run_id = (SELECT parent_run_id FROM runs WHERE run_id = :run_id)
 
 -- name: insert_child
 INSERT INTO runs (run_id, workflow, status, input, queue, lease_epoch, parent_run_id,
-                  created_at, updated_at)
-VALUES (:run_id, :workflow, :pending, :input, :queue, 0, :parent_run_id, :at, :at)
+                  created_at, updated_at, traceparent)
+VALUES (:run_id, :workflow, :pending, :input, :queue, 0, :parent_run_id, :at, :at, :traceparent)
 ON CONFLICT (run_id) DO NOTHING
 
 -- name: consume_signal
