@@ -30,8 +30,9 @@ def _schema_name(schema: Json) -> str:
         return f"array of {_schema_name(schema.get('items', {}))}"
     if "enum" in schema:
         return " \\| ".join(f"`{v}`" for v in schema["enum"])
-    if "anyOf" in schema or "oneOf" in schema:
-        return " or ".join(_schema_name(s) for s in schema.get("anyOf", schema.get("oneOf", [])))
+    choices: list[Json] = schema.get("anyOf") or schema.get("oneOf") or []
+    if choices:
+        return " or ".join(_schema_name(s) for s in choices)
     return f"`{kind}`" if kind else "any"
 
 
@@ -61,7 +62,7 @@ def _operation(method: str, path: str, op: Json, doc: Json) -> list[str]:
     lines += ["", "| status | meaning | body |", "| --- | --- | --- |"]
     for status, response in op.get("responses", {}).items():
         content = response.get("content", {})
-        media = next(iter(content.values()), {}) if content else {}
+        media: Json = next(iter(content.values()), {}) if content else {}
         shape = _schema_name(media.get("schema", {})) if media else ""
         lines.append(f"| {status} | {_cell(response.get('description', ''))} | {shape} |")
     return [*lines, ""]
