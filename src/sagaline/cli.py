@@ -7,10 +7,11 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.markup import escape
+from typer.core import TyperCommand
 
 from sagaline.asl_cli import asl_app
 from sagaline.codecs import from_env
@@ -46,6 +47,21 @@ queues_app = typer.Typer(
     rich_markup_mode=None, help="Queues and their concurrency limits.", no_args_is_help=True
 )
 app.add_typer(queues_app, name="queues")
+
+RunIdArgument = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="The run's id, as `sagaline runs list` shows it.")
+]
+
+
+class PlainUsage(TyperCommand):
+    """Usage lines as in man pages (``RUN_ID``), not typer's ``{RUN_ID}``, which reads as
+    a template placeholder left unfilled."""
+
+    # Any: the context class is typer's vendored, private click.
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = super().collect_usage_pieces(ctx)
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
+
 
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the audit trail.")]
 ByOption = Annotated[str | None, typer.Option("--by", help="Who, for the audit trail.")]
@@ -125,7 +141,7 @@ def demo_choreography(
     raise typer.Exit(0 if ok else 1)
 
 
-@runs_app.command("list")
+@runs_app.command("list", cls=PlainUsage)
 def list_runs(
     db: DbOption = DEFAULT_DB,
     status: Annotated[
@@ -148,46 +164,63 @@ def list_runs(
     async def read(engine: Engine) -> tuple[list[RunRecord], dict[str, str]]:
         runs = await engine.list_runs(wanted, limit)
         problems = {}
-        for run in runs:  # parked runs say what is stuck, not only the first error
-            if run.status.is_parked and not isinstance(run, UndecodableRun):
-                try:
-                    problems[run.run_id] = advise(run, await engine.steps(run.run_id)).problem
-                except UndecodableRowError as exc:
-                    problems[run.run_id] = f"undecodable: {exc.reason}"
+        for run in runs:  # say what is stuck or missing, not only the first error
+            if isinstance(run, UndecodableRun):
+                continue
+            try:
+                steps = await engine.steps(run.run_id) if run.status.is_parked else []
+            except UndecodableRowError as exc:
+                problems[run.run_id] = f"undecodable: {exc.reason}"
+                continue
+            advice = advise(run, steps, idle=_idle(run), db=redact(db))
+            if advice.problem:
+                problems[run.run_id] = "; ".join([advice.problem, *advice.actions[:1]])
         return runs, problems
 
     runs, problems = _run(db, read)
     console.print(runs_table(runs, problems))
 
 
-@runs_app.command("show")
-def show(run_id: str, db: DbOption = DEFAULT_DB) -> None:
-    """Show a run's timeline: every transition, with timings."""
+def _idle(run: RunRecord) -> bool:
+    return time.time() - run.updated_at > IDLE_SECONDS
+
+
+@runs_app.command("show", cls=PlainUsage)
+def show(
+    run_id: RunIdArgument,
+    db: DbOption = DEFAULT_DB,
+    wall: Annotated[
+        bool, typer.Option("--wall", help="Each event's UTC time, not the time since the start.")
+    ] = False,
+) -> None:
+    """Show a run's timeline: every transition, with timings, then what to do next."""
 
     async def read(engine: Engine) -> None:
         run = await engine.get_run(run_id)
-        console.print(timeline_table(run, await engine.history(run_id)))
-        idle = time.time() - run.updated_at > IDLE_SECONDS
+        console.print(timeline_table(run, await engine.history(run_id), wall=wall))
+        idle = _idle(run)
         try:
             steps = await engine.steps(run_id)
         except UndecodableRowError as exc:  # the timeline above was still worth showing
             console.print(f"steps: undecodable: {escape(exc.reason)}")
             console.print(f"  look the database over: sagaline db check --db {escape(redact(db))}")
             return
-        advice = advise(run, steps, idle=idle)
+        advice = advise(run, steps, idle=idle, db=redact(db))
         if advice.problem:
             console.print(f"[bold]needs attention:[/bold] {escape(advice.problem)}")
-            for action in advice.actions:
-                console.print(f"  {escape(action)}")
         elif run.error:
             console.print(f"error: {escape(str(run.error.get('message')))}")
+        if advice.actions:
+            console.print("[bold]next:[/bold]")
+        for action in advice.actions:
+            console.print(f"  {escape(action)}")
 
     _run(db, read)
 
 
-@runs_app.command("cancel")
+@runs_app.command("cancel", cls=PlainUsage)
 def cancel(
-    run_id: str,
+    run_id: RunIdArgument,
     db: DbOption = DEFAULT_DB,
     reason: ReasonOption = None,
     by: ByOption = None,
@@ -195,11 +228,12 @@ def cancel(
     """Cancel a run: it stops at its next step and its completed steps are compensated."""
     run = _run(db, lambda e: e.cancel(run_id, reason=reason, by=by))
     console.print(f"cancel requested for {escape(run_id)} (now {styled_status(run.status)})")
+    _worker_hint(run, db)
 
 
-@runs_app.command("retry")
+@runs_app.command("retry", cls=PlainUsage)
 def retry(
-    run_id: str,
+    run_id: RunIdArgument,
     db: DbOption = DEFAULT_DB,
     reason: ReasonOption = None,
     by: ByOption = None,
@@ -207,11 +241,12 @@ def retry(
     """Try a parked run again (COMPENSATION_FAILED, FAILED_AFTER_PIVOT, BLOCKED)."""
     run = _run(db, lambda e: e.retry(run_id, reason=reason, by=by))
     console.print(f"{escape(run_id)} will be retried by a worker (now {styled_status(run.status)})")
+    _worker_hint(run, db)
 
 
-@runs_app.command("skip")
+@runs_app.command("skip", cls=PlainUsage)
 def skip(
-    run_id: str,
+    run_id: RunIdArgument,
     reason: Annotated[str, typer.Option(help="Why the compensation is resolved by hand.")],
     by: Annotated[str, typer.Option(help="Who resolved it.")] = os.environ.get("USER", "operator"),
     db: DbOption = DEFAULT_DB,
@@ -219,12 +254,24 @@ def skip(
     """Mark a failed compensation as resolved by hand; unwinding then goes on."""
     run = _run(db, lambda e: e.skip_compensation(run_id, reason=reason, by=by))
     console.print(f"compensation skipped for {escape(run_id)} (now {styled_status(run.status)})")
+    _worker_hint(run, db)
 
 
-@runs_app.command("signal")
+def _worker_hint(run: RunRecord, db: str) -> None:
+    """An operator action only marks the run; without a worker it would sit unchanged, and
+    nothing else would tell the operator so."""
+    if run.status.is_settled:
+        return
+    console.print(
+        f"a worker carries it on; if none runs: sagaline worker --import MODULE "
+        f"--db {escape(redact(db))}    (MODULE: where {escape(run.workflow)} is defined)"
+    )
+
+
+@runs_app.command("signal", cls=PlainUsage)
 def signal(
-    run_id: str,
-    name: str,
+    run_id: RunIdArgument,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The signal's name.")],
     payload: Annotated[
         str, typer.Option(help='The signal\'s payload as JSON, e.g. \'{"by": "ana"}\'.')
     ] = "null",
@@ -242,7 +289,7 @@ def signal(
     console.print(escape(f"signal {name!r} sent to {run_id}"))
 
 
-@db_app.command("check")
+@db_app.command("check", cls=PlainUsage)
 def check(db: DbOption = DEFAULT_DB) -> None:
     """Look the database over without writing to it; exit code 1 if anything is wrong.
 
@@ -277,18 +324,19 @@ def check(db: DbOption = DEFAULT_DB) -> None:
     raise typer.Exit(1)
 
 
-@db_app.command("migrate")
+@db_app.command("migrate", cls=PlainUsage)
 def migrate(db: DbOption = DEFAULT_DB) -> None:
     """Create the schema or bring it up to date (engines also do this when they open)."""
     _run(db, lambda e: asyncio.sleep(0), create=True)
     console.print(escape(f"{db}: schema is up to date"))
 
 
-@queues_app.command("limit")
+@queues_app.command("limit", cls=PlainUsage)
 def queue_limit(
-    queue: str,
+    queue: Annotated[str, typer.Argument(metavar="QUEUE", help="The queue's name.")],
     limit: Annotated[
-        int | None, typer.Argument(help="Most runs in flight at once; omit to remove.")
+        int | None,
+        typer.Argument(metavar="LIMIT", help="Most runs in flight at once; omit to remove."),
     ] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
@@ -299,7 +347,7 @@ def queue_limit(
     )
 
 
-@queues_app.command("list")
+@queues_app.command("list", cls=PlainUsage)
 def queue_list(db: DbOption = DEFAULT_DB) -> None:
     """Queues that have a concurrency limit."""
     limits = _run(db, lambda e: e.queue_limits())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -31,21 +32,30 @@ def styled_status(status: RunStatus) -> str:
     return f"[{style}]{status.value}[/{style}]"
 
 
-def timeline_table(run: RunRecord, events: Sequence[EventRecord]) -> Table:
+def since_start(offset_ms: float) -> str:
+    return "+" + timeline.duration(offset_ms / 1000)
+
+
+def wall_clock(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def timeline_table(run: RunRecord, events: Sequence[EventRecord], wall: bool = False) -> Table:
+    """``wall``: each event's UTC time instead of the time since the run's first event."""
     view = timeline.build(run, events)
     table = Table(
-        title=f"run {view.run_id} · {short_name(view.workflow)} · {styled_status(run.status)}",
+        title=f"run {escape(view.run_id)} · {escape(short_name(view.workflow))} · "
+        f"{styled_status(run.status)}",
         title_justify="left",
     )
-    table.add_column("+ms", justify="right", style="dim")
+    table.add_column("time (UTC)" if wall else "since start", justify="right", style="dim")
     table.add_column("event")
-    table.add_column("step / compensation")
+    table.add_column("step")
     table.add_column("detail", overflow="fold")
     for entry in view.entries:
+        when = wall_clock(entry.at) if wall else since_start(entry.offset_ms)
         # User text is shown literally: Rich markup in an error message is not interpreted.
-        table.add_row(
-            f"{entry.offset_ms:.1f}", entry.type, escape(entry.subject), escape(entry.detail)
-        )
+        table.add_row(when, entry.type, escape(entry.subject), escape(entry.detail))
     return table
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -200,3 +201,52 @@ def test_retry_records_who_and_why(tmp_path: Path) -> None:
     assert "p1 will be retried" in out
     shown = sagaline("runs", "show", "p1", "--db", url).stdout
     assert "reason: inventory is back" in shown and "by: ana" in shown
+
+
+def test_runs_show_gives_human_durations_and_wall_clock_times(parked_db: str) -> None:
+    import sqlite3
+
+    path = parked_db.removeprefix("sqlite:///")
+    with contextlib.closing(sqlite3.connect(path)) as db, db:  # the last event, 2 d 4 h later
+        db.execute(
+            "UPDATE events SET at = at + 187200 WHERE id = "
+            "(SELECT max(id) FROM events WHERE run_id = 'bad')"
+        )
+    out = sagaline("runs", "show", "bad", "--db", parked_db).stdout
+    assert "since start" in out and "+ms" not in out
+    assert "+0 ms" in out and "+2 d 4 h" in out
+    wall = sagaline("runs", "show", "bad", "--db", parked_db, "--wall").stdout
+    assert "time (UTC)" in wall and "+0 ms" not in wall
+    assert re.search(r"20\d\d-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", wall)
+
+
+def test_compensation_rows_name_the_step_undone_and_the_compensation(parked_db: str) -> None:
+    rows = [
+        line
+        for line in sagaline("runs", "show", "bad", "--db", parked_db).stdout.splitlines()
+        if "Compensation" in line
+    ]
+    assert rows and all("│ reserve " in row and "via release" in row for row in rows), rows
+
+
+def test_after_skip_with_no_worker_every_view_says_to_start_one(parked_db: str) -> None:
+    worker = f"sagaline worker --import MODULE --db {parked_db}"
+    skipped = sagaline("runs", "skip", "bad", "--reason", "by hand", "--db", parked_db).stdout
+    assert worker in skipped
+    shown = sagaline("runs", "show", "bad", "--db", parked_db).stdout
+    assert "needs attention: COMPENSATING and no worker holds it" in shown
+    assert "next:" in shown and worker in shown
+    listed = sagaline("runs", "list", "--db", parked_db).stdout.replace("\n", "")
+    assert "no worker holds it" in listed
+
+
+def test_usage_lines_name_arguments_as_man_pages_do() -> None:
+    usage = {
+        ("runs", "show"): "runs show [OPTIONS] RUN_ID",
+        ("runs", "skip"): "runs skip [OPTIONS] RUN_ID",
+        ("runs", "signal"): "runs signal [OPTIONS] RUN_ID NAME",
+        ("queues", "limit"): "queues limit [OPTIONS] QUEUE [LIMIT]",
+    }
+    for command, line in usage.items():
+        out = sagaline(*command, "--help").stdout
+        assert out.splitlines()[0].endswith(f" {line}"), out

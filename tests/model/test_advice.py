@@ -60,3 +60,25 @@ def test_blocked_and_after_pivot_runs_say_how_to_go_on() -> None:
 def test_an_unowned_unwinding_run_asks_for_a_worker_and_a_healthy_one_says_nothing() -> None:
     assert "sagaline worker" in advise(run(RunStatus.COMPENSATING), [], idle=True).actions[0]
     assert advise(run(RunStatus.COMPLETED), []).problem == ""
+
+
+def test_a_run_marked_to_go_on_but_held_by_no_worker_names_the_worker_command() -> None:
+    advice = advise(run(RunStatus.COMPENSATING), [], db="sqlite:///shop.db")
+    assert (
+        advice.problem == "COMPENSATING and no worker holds it: it goes on only while a worker runs"
+    )
+    assert advice.actions[0].startswith("sagaline worker --import MODULE --db sqlite:///shop.db")
+    held = RunRecord(
+        "r1", "wf", RunStatus.COMPENSATING, b"[]", None, None, "default", "w1", 1, False, 0, 0
+    )
+    assert advise(held, []).problem == ""  # a worker has it: nothing to do
+    assert advise(run(RunStatus.PENDING), []).problem == ""  # unclaimed only until a worker looks
+
+
+def test_a_run_waiting_for_a_signal_says_how_to_send_it() -> None:
+    waiting = row(2, "approved", StepKind.SIGNAL, StepStatus.WAITING)
+    advice = advise(run(RunStatus.SUSPENDED), [waiting])
+    assert advice.problem == ""
+    assert advice.actions == [
+        "sagaline runs signal r1 approved --payload JSON    # it waits for this signal"
+    ]

@@ -22,8 +22,9 @@ class Advice:
     """Commands that move the run on, the likeliest first."""
 
 
-def advise(run: RunRecord, steps: list[StepRecord], idle: bool = False) -> Advice:
-    """``idle``: nobody has written to the run for a while (no worker holds it)."""
+def advise(run: RunRecord, steps: list[StepRecord], idle: bool = False, db: str = "URL") -> Advice:
+    """``idle``: nobody has written to the run for a while (no worker holds it); ``db``:
+    the database to name in a worker command, so it can be pasted as printed."""
     rid = run.run_id
     error = run.error or {}
     if run.status is RunStatus.COMPENSATION_FAILED:
@@ -70,12 +71,33 @@ def advise(run: RunRecord, steps: list[StepRecord], idle: bool = False) -> Advic
                 f"sagaline runs cancel {rid}    # to give up on it and compensate",
             ],
         )
-    if idle and run.status in (RunStatus.COMPENSATING, RunStatus.PENDING, RunStatus.RUNNING):
+    if _needs_worker(run, idle):
+        why = "no worker has touched it for a while" if idle else "no worker holds it"
         return Advice(
-            f"{run.status.value} and no worker has touched it for a while",
-            [f"sagaline worker --db URL --import MODULE    # a worker that knows {run.workflow}"],
+            f"{run.status.value} and {why}: it goes on only while a worker runs",
+            [f"sagaline worker --import MODULE --db {db}    # MODULE: where {run.workflow} is"],
+        )
+    signals = [
+        s.name for s in steps if s.kind is StepKind.SIGNAL and s.status is StepStatus.WAITING
+    ]
+    if run.status is RunStatus.SUSPENDED and signals:
+        return Advice(
+            "",
+            [
+                f"sagaline runs signal {rid} {name} --payload JSON    # it waits for this signal"
+                for name in signals
+            ],
         )
     return Advice("")
+
+
+def _needs_worker(run: RunRecord, idle: bool) -> bool:
+    """Unowned and unfinished: after ``runs skip`` or ``runs retry`` the run is only marked
+    to go on, and nothing moves it until a worker claims it. A ``PENDING`` run is unowned
+    until claimed (a queue limit may hold it back), so only its idleness counts."""
+    if run.status is RunStatus.PENDING:
+        return idle
+    return run.status in (RunStatus.COMPENSATING, RunStatus.RUNNING) and (idle or run.owner is None)
 
 
 def _stuck_compensation(steps: list[StepRecord]) -> StepRecord | None:
