@@ -23,6 +23,7 @@ ORDER = [
     "diagram_cli",
     "sagas_cli",
     "http",
+    "tasks",
     "serve_cli",
     "cli",
 ]

@@ -58,7 +58,12 @@ def _run(db: str, action: Callable[[Engine], Awaitable[T]]) -> T:
 @tokens_app.command("create")
 def create(
     name: str,
-    role: Annotated[Role, typer.Option("--role", help="viewer reads; operator also acts.")],
+    role: Annotated[
+        Role,
+        typer.Option(
+            "--role", help="viewer reads; operator also acts; worker only takes and answers tasks."
+        ),
+    ],
     db: Db = DEFAULT_DB,
     no_payloads: Annotated[
         bool,

@@ -29,6 +29,10 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
+DEFAULT_HEARTBEAT_TIMEOUT = 30.0
+"""Seconds a task's worker may stay silent (no heartbeat, no answer) before it is presumed
+dead and the task goes to another worker."""
+
 _workflows: dict[str, WorkflowDef[Any, Any]] = {}
 _steps: dict[str, StepDef[Any, Any]] = {}
 
@@ -89,6 +93,8 @@ class StepDef(Generic[P, R]):
         pivot: bool,
         compensate_unknown: bool = False,
         transactional: bool = False,
+        task_queue: str | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or default_name(fn)
@@ -108,6 +114,20 @@ class StepDef(Generic[P, R]):
             )
         self.signature = Signature(fn, f"step {self.name!r}", skip_first=transactional)
         self.compensation: CompensationDef | None = None
+        self.task_queue = task_queue
+        """Set: the body runs in an external worker that claims it from this queue."""
+        self.heartbeat_timeout = heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT
+        """A task's lease: a worker silent for longer is presumed dead, and the task is
+        claimable again."""
+        if task_queue is not None:
+            check_name("@step task_queue", task_queue)
+            if transactional:
+                raise DefinitionError(
+                    f"step {self.name!r}: a task step runs in an external worker; it cannot "
+                    f"be transactional"
+                )
+        if heartbeat_timeout is not None and heartbeat_timeout <= 0:
+            raise DefinitionError(f"step {self.name!r}: heartbeat_timeout must be positive")
         if timeout is not None and timeout <= 0:
             raise DefinitionError(f"step {self.name!r}: timeout must be positive seconds")
 
@@ -237,6 +257,8 @@ def step(
     pivot: bool = False,
     compensate_unknown: bool = False,
     transactional: Literal[False] = False,
+    task_queue: str | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> _StepDecorator: ...
 
 
@@ -250,6 +272,8 @@ def step(
     pivot: bool = False,
     compensate_unknown: bool = False,
     transactional: bool = False,
+    task_queue: str | None = None,
+    heartbeat_timeout: float | None = None,
 ) -> Any:
     """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``.
 
@@ -262,6 +286,12 @@ def step(
     :class:`sagaline.Transaction` on the engine's own database; the step's SQL, the events
     it publishes and its recorded result commit in one transaction — exactly once. The
     step is called without that argument: ``await reserve(sku)``.
+
+    ``task_queue="payments"``: the body (``...``) runs in an external worker, in any
+    language, that claims the step from that queue over the HTTP API; the function gives
+    the step's name, typed arguments and typed result. The run suspends until a worker
+    answers (``heartbeat_timeout`` seconds of silence hand the task to another worker), and
+    a failed attempt is retried per ``retry=`` like an in-process step's.
     """
     if name is not None:
         check_name("@step name", name)
@@ -275,6 +305,8 @@ def step(
             pivot=pivot,
             compensate_unknown=compensate_unknown,
             transactional=transactional,
+            task_queue=task_queue,
+            heartbeat_timeout=heartbeat_timeout,
         )
         _register(_steps, "step", definition.name, definition)
         return definition

@@ -25,6 +25,7 @@ from sagaline.http.metrics import metrics
 from sagaline.http.problems import Problem
 from sagaline.http.routes import Api, json
 from sagaline.http.sessions import Sessions
+from sagaline.http.tasks import TaskRoutes, WorkerFence
 from sagaline.model.errors import SagalineError
 
 log = logging.getLogger("sagaline.http")
@@ -97,7 +98,7 @@ def create_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            Mount("/api/v1", routes=api.routes()),
+            Mount("/api/v1", routes=[*TaskRoutes(engine).routes(), *api.routes()]),
             *ui.ui_routes(engine, sessions, stopping),
         ],
         exception_handlers={
@@ -109,7 +110,7 @@ def create_app(
         lifespan=lifespan,
     )
     guarded = Guard(
-        BodyLimit(app, max_body_bytes),
+        BodyLimit(WorkerFence(app), max_body_bytes),
         lambda: engine.store,
         sessions,
         (*PUBLIC, *ui.PUBLIC),

@@ -32,6 +32,8 @@ class Role(StrEnum):
     """Reads runs, workflows and queues."""
     OPERATOR = "operator"
     """Also starts runs and acts on them (cancel, retry, skip, signal)."""
+    WORKER = "worker"
+    """Only claims task steps and answers them (``/api/v1/tasks``): it reads no run."""
 
 
 @dataclass(frozen=True)

@@ -280,6 +280,120 @@ def _action(summary: str, body: str) -> Json:
     }
 
 
+TOKEN = {"type": "string", "description": "The lease token the claim returned"}
+CLAIM = _object(
+    {
+        "queue": {"type": "string"},
+        "worker": {"type": "string", "description": "Who claims (kept with the lease)"},
+        "max": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+        "wait_seconds": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 20,
+            "default": 0,
+            "description": "Long-poll: wait this long for a task before answering none",
+        },
+    },
+    required=["queue", "worker"],
+)
+CLAIMED = _object(
+    {
+        "tasks": {
+            "type": "array",
+            "items": _object(
+                {
+                    "id": {"type": "string"},
+                    "token": TOKEN,
+                    "run_id": {"type": "string"},
+                    "step": {"type": "string"},
+                    "queue": {"type": "string"},
+                    "input": {
+                        "type": "object",
+                        "description": "The step's arguments by parameter name",
+                    },
+                    "attempt": {"type": "integer"},
+                    "deadline": _nullable(TIME),
+                }
+            ),
+        }
+    }
+)
+HEARTBEAT = _object({"token": TOKEN, "details": ANY}, required=["token"])
+BEAT = _object({"deadline": _nullable(TIME), "cancel_requested": {"type": "boolean"}})
+COMPLETE = _object({"token": TOKEN, "result": ANY}, required=["token"])
+FAIL = _object(
+    {
+        "token": TOKEN,
+        "error": _object(
+            {"type": {"type": "string"}, "message": {"type": "string"}}, required=["type"]
+        ),
+        "non_retryable": {"type": "boolean", "default": False},
+    },
+    required=["token", "error"],
+)
+ANSWERED = _object(
+    {"id": {"type": "string"}, "outcome": {"enum": ["completed", "retrying", "failed"]}}
+)
+NOT_A_WORKER = _problem("The token is not a worker's (`forbidden`)")
+TASK_ID = {
+    "name": "task_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+
+def _task_action(summary: str, body: str, answer: str, invalid: str) -> Json:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": summary.split()[0].lower() + "Task",
+            "parameters": [TASK_ID],
+            "requestBody": _body(body),
+            "responses": {
+                "200": _ok("Done", answer),
+                "401": UNAUTHENTICATED,
+                "403": NOT_A_WORKER,
+                "404": _problem("No task has this id (`task_not_found`)"),
+                "409": _problem("The token no longer holds the task (`task_lease_lost`)"),
+                "413": TOO_LARGE,
+                "422": _problem(invalid),
+            },
+        }
+    }
+
+
+def _task_paths() -> Json:
+    return {
+        "/tasks/claim": {
+            "post": {
+                "summary": "Claim tasks of a queue (long-poll); worker tokens only",
+                "operationId": "claimTasks",
+                "requestBody": _body("ClaimRequest"),
+                "responses": {
+                    "200": _ok("The tasks leased to this worker (maybe none)", "ClaimedTasks"),
+                    "401": UNAUTHENTICATED,
+                    "403": NOT_A_WORKER,
+                    "413": TOO_LARGE,
+                    "422": INVALID,
+                },
+            }
+        },
+        "/tasks/{task_id}/heartbeat": _task_action(
+            "Heartbeat: extend a task's lease", "HeartbeatRequest", "Heartbeat", "Bad input"
+        ),
+        "/tasks/{task_id}/complete": _task_action(
+            "Complete a task with its result",
+            "CompleteRequest",
+            "TaskAnswered",
+            "Bad input, or a result off the step's type (`invalid_task_result`)",
+        ),
+        "/tasks/{task_id}/fail": _task_action(
+            "Fail a task's attempt", "FailRequest", "TaskAnswered", "Bad input"
+        ),
+    }
+
+
 def _query(name: str, schema: Json, description: str) -> Json:
     return {
         "name": name,
@@ -377,6 +491,7 @@ def document() -> Json:
                     "responses": {"200": _ok("Queues", "Queues"), "401": UNAUTHENTICATED},
                 }
             },
+            **_task_paths(),
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -405,6 +520,13 @@ def document() -> Json:
                 "SignalRequest": SIGNAL,
                 "Workflows": WORKFLOWS,
                 "Queues": QUEUES,
+                "ClaimRequest": CLAIM,
+                "ClaimedTasks": CLAIMED,
+                "HeartbeatRequest": HEARTBEAT,
+                "Heartbeat": BEAT,
+                "CompleteRequest": COMPLETE,
+                "FailRequest": FAIL,
+                "TaskAnswered": ANSWERED,
             },
         },
     }

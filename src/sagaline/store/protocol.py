@@ -16,6 +16,7 @@ from sagaline.model.records import (
     Checkpoint,
     CommitResult,
     EventRecord,
+    NewEvent,
     NewRun,
     OperatorChange,
     OutboxMessage,
@@ -115,6 +116,59 @@ class TokenRecord:
     """Whether the token may see payload values (inputs, outputs, signals) or only shapes."""
     created_at: float
     revoked_at: float | None = None
+
+
+TASK_WAITING, TASK_CLAIMED, TASK_DONE = "waiting", "claimed", "done"
+"""A task's states: claimable (once ``available_at`` is past), leased to a worker (claimable
+again once ``lease_until`` is past), or finished (its step's row holds the outcome)."""
+
+
+@dataclass(frozen=True)
+class NewTask:
+    """A task step the run reached, to be recorded with its WAITING step row."""
+
+    id: str
+    run_id: str
+    seq: int
+    step: str
+    queue: str
+    lease_seconds: float
+    """How long a claim (or heartbeat) leases the task to its worker."""
+    at: float
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as stored; ``input`` is its step row's encoded arguments."""
+
+    id: str
+    run_id: str
+    seq: int
+    step: str
+    queue: str
+    status: str
+    attempt: int
+    token: str | None
+    worker: str | None
+    lease_until: float | None
+    available_at: float
+    created_at: float
+    input: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TaskFinish:
+    """What a worker's answer changes, planned by the engine and applied by the store only
+    if the answering worker still holds the task's lease (its token).
+
+    ``step`` set: the task is done; the step row, ``events`` and the run's wake-up commit
+    together. ``step`` None: the attempt failed and is retried: the task becomes claimable
+    again ``retry_in`` seconds later (database clock) and ``events`` are written.
+    """
+
+    step: StepRecord | None
+    events: Sequence[NewEvent]
+    retry_in: float = 0.0
 
 
 class StoreTransaction(Protocol):
@@ -347,6 +401,46 @@ class Store(Protocol):
 
     async def event_wait_topics(self) -> list[str]:
         """Every topic some run waits on: what a restarted engine subscribes to."""
+
+    async def create_task(
+        self, task: NewTask, row: StepRecord, owner: str, epoch: int, event: NewEvent
+    ) -> bool:
+        """Record a task and its WAITING step ``row`` (with ``event``), fenced by the run's
+        lease (``owner``, ``epoch``); ``False`` (nothing written) when the lease is lost.
+
+        Idempotent by task id: a task (or a row at its seq) already there is kept as it was,
+        so the run's replay may ask again.
+        """
+
+    async def claim_tasks(
+        self, queue: str, worker: str, limit: int, run_statuses: Collection[RunStatus]
+    ) -> list[TaskRecord]:
+        """Lease up to ``limit`` claimable tasks of ``queue`` to ``worker``, oldest first.
+
+        Claimable: waiting and available, or claimed with an expired lease (its worker is
+        presumed dead); and the run is in ``run_statuses`` with no cancel asked. Each claim
+        counts one more attempt and draws a new token, which fences out the previous one.
+        """
+
+    async def heartbeat_task(self, task_id: str, token: str) -> tuple[float, bool] | None:
+        """Extend the lease ``token`` holds: ``(lease_until, cancel_requested)``, or None
+        when the token no longer holds the task."""
+
+    async def load_task(self, task_id: str) -> TaskRecord | None: ...
+
+    async def finish_task(
+        self,
+        task_id: str,
+        token: str,
+        finish: TaskFinish,
+        run_statuses: Collection[RunStatus],
+    ) -> bool:
+        """Apply ``finish`` if ``token`` still holds the task and its run is in
+        ``run_statuses``; ``False`` (nothing written) otherwise. Serialised with the run's
+        own commits, so a run that suspends while its task finishes is always woken."""
+
+    async def list_tasks(self, queue: str | None = None) -> list[TaskRecord]:
+        """Tasks not yet done (waiting and claimed), oldest first."""
 
     def transaction(self) -> AbstractAsyncContextManager[StoreTransaction]:
         """A transaction of its own (not a group commit's): committed when the block ends,

@@ -102,6 +102,11 @@ SET status = $2::text, output = $3, error = $4, updated_at = $5::float8,
         WHEN EXISTS (SELECT 1 FROM runs c WHERE c.run_id = ANY($9::text[])
                      AND c.status = ANY($11::text[]))
             THEN $5::float8
+        -- a task's result written while the run ran in this lease epoch (it may not have
+        -- read it): finish_task locks the run row first, so one of the two sees the other
+        WHEN EXISTS (SELECT 1 FROM tasks t
+                     WHERE t.run_id = $1 AND t.finished_epoch = runs.lease_epoch)
+            THEN $5::float8
         ELSE $7::float8 END
 WHERE run_id = $1
 
@@ -407,3 +412,68 @@ UPDATE tokens SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL
 
 -- name: schema_exists
 SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1);
+
+-- name: task_fence
+SELECT 1 FROM runs WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3 FOR UPDATE
+
+-- name: insert_task
+INSERT INTO tasks (id, run_id, seq, step, queue, status, lease_seconds, available_at,
+                   created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, extract(epoch from clock_timestamp()), $8)
+ON CONFLICT DO NOTHING
+
+-- name: insert_step_if_new
+INSERT INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
+                   compensable, pivot, compensates_seq, done_index, started_at, finished_at,
+                   branch)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+ON CONFLICT (run_id, seq) DO NOTHING
+
+-- name: claim_tasks
+-- $1 queue, $2 worker, $3 limit, $4 run statuses, $5 waiting, $6 claimed
+UPDATE tasks t
+SET status = $6, attempt = t.attempt + 1, token = gen_random_uuid()::text, worker = $2,
+    lease_until = extract(epoch from clock_timestamp()) + t.lease_seconds
+FROM (
+    SELECT d.id FROM tasks d JOIN runs r ON r.run_id = d.run_id
+    WHERE d.queue = $1
+      AND ((d.status = $5 AND d.available_at <= extract(epoch from clock_timestamp()))
+           OR (d.status = $6 AND d.lease_until < extract(epoch from clock_timestamp())))
+      AND r.status = ANY($4::text[]) AND NOT r.cancel_requested
+    ORDER BY d.available_at
+    LIMIT $3
+    FOR UPDATE OF d SKIP LOCKED
+) AS picked
+WHERE t.id = picked.id
+RETURNING t.*,
+    (SELECT s.input FROM steps s WHERE s.run_id = t.run_id AND s.seq = t.seq) AS input
+
+-- name: select_task
+SELECT t.*, s.input FROM tasks t LEFT JOIN steps s ON s.run_id = t.run_id AND s.seq = t.seq
+WHERE t.id = $1
+
+-- name: heartbeat_task
+UPDATE tasks SET lease_until = extract(epoch from clock_timestamp()) + lease_seconds
+WHERE id = $1 AND token = $2 AND status = $3
+RETURNING lease_until, (SELECT r.cancel_requested FROM runs r WHERE r.run_id = tasks.run_id)
+
+-- name: task_run
+-- The run's row lock orders a task's end against the run's own commits.
+SELECT r.run_id, r.status, r.lease_epoch
+FROM tasks t JOIN runs r ON r.run_id = t.run_id
+WHERE t.id = $1 AND t.token = $2 AND t.status = $3
+FOR UPDATE OF r, t
+
+-- name: task_done
+UPDATE tasks SET status = $2, token = NULL, lease_until = NULL, finished_epoch = $3
+WHERE id = $1
+
+-- name: task_retry
+UPDATE tasks SET status = $2, token = NULL, lease_until = NULL,
+    available_at = extract(epoch from clock_timestamp()) + $3
+WHERE id = $1
+
+-- name: list_tasks
+SELECT t.*, NULL::bytea AS input FROM tasks t
+WHERE t.status = ANY($1::text[]) AND ($2::text IS NULL OR t.queue = $2)
+ORDER BY t.created_at

@@ -38,6 +38,7 @@ from sagaline.model.records import (
     Checkpoint,
     CommitResult,
     EventRecord,
+    NewEvent,
     NewRun,
     OperatorChange,
     OutboxMessage,
@@ -48,11 +49,20 @@ from sagaline.model.records import (
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.model.urls import redact
+from sagaline.store.postgres import tasks
 from sagaline.store.postgres.batch import insert_outbox, write, write_each
 from sagaline.store.postgres.check import check_schema
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.postgres.transaction import transaction
-from sagaline.store.protocol import RunQuery, StoreTransaction, TokenRecord, newest_first
+from sagaline.store.protocol import (
+    NewTask,
+    RunQuery,
+    StoreTransaction,
+    TaskFinish,
+    TaskRecord,
+    TokenRecord,
+    newest_first,
+)
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import (
     event_or_undecodable,
@@ -469,6 +479,46 @@ class PostgresStore:
             await conn.execute(_Q["insert_event"], run_id, at, received.type, None, data)
             await conn.execute(_Q["notify"], "")
             return RunStatus(found)
+
+    # -- tasks (sagaline.store.postgres.tasks) ---------------------------------------------
+
+    async def _task_tx(self, op: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        with self._full_disk():
+            async with self._p().acquire() as conn, conn.transaction():
+                return await op(conn)
+
+    async def create_task(
+        self, task: NewTask, row: StepRecord, owner: str, epoch: int, event: NewEvent
+    ) -> bool:
+        return await self._task_tx(lambda c: tasks.create_task(c, task, row, owner, epoch, event))
+
+    async def claim_tasks(
+        self, queue: str, worker: str, limit: int, run_statuses: Collection[RunStatus]
+    ) -> list[TaskRecord]:
+        return await self._task_tx(
+            lambda c: tasks.claim_tasks(c, queue, worker, limit, run_statuses)
+        )
+
+    async def heartbeat_task(self, task_id: str, token: str) -> tuple[float, bool] | None:
+        return await self._task_tx(lambda c: tasks.heartbeat_task(c, task_id, token))
+
+    async def load_task(self, task_id: str) -> TaskRecord | None:
+        row = await self._retry(lambda c: c.fetchrow(_Q["select_task"], task_id))
+        return None if row is None else tasks.task_from_row(row)
+
+    async def finish_task(
+        self,
+        task_id: str,
+        token: str,
+        finish: TaskFinish,
+        run_statuses: Collection[RunStatus],
+    ) -> bool:
+        return await self._task_tx(
+            lambda c: tasks.finish_task(c, task_id, token, finish, run_statuses)
+        )
+
+    async def list_tasks(self, queue: str | None = None) -> list[TaskRecord]:
+        return await self._retry(lambda c: tasks.list_tasks(c, queue))
 
     async def load_signals(self, run_id: str) -> list[SignalRecord]:
         rows = await self._retry(lambda c: c.fetch(_Q["select_signals"], run_id))

@@ -140,7 +140,13 @@ SELECT * FROM runs WHERE status = :status ORDER BY created_at DESC, run_id LIMIT
 SELECT * FROM events WHERE run_id = :run_id ORDER BY at, id
 
 -- name: newer_signal
-SELECT 1 FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL AND id > :seen LIMIT 1
+-- Also a task whose result was written while the run ran in this lease epoch: the run may
+-- have read its history before that write.
+SELECT 1 FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL AND id > :seen
+UNION ALL
+SELECT 1 FROM tasks t JOIN runs r ON r.run_id = t.run_id
+WHERE t.run_id = :run_id AND t.finished_epoch = r.lease_epoch
+LIMIT 1
 
 -- name: settled_run
 SELECT 1 FROM runs
@@ -274,3 +280,64 @@ SELECT * FROM tokens ORDER BY name
 
 -- name: revoke_token
 UPDATE tokens SET revoked_at = :at WHERE name = :name AND revoked_at IS NULL
+
+-- name: db_now
+SELECT (julianday('now') - 2440587.5) * 86400.0
+
+-- name: run_lease
+SELECT 1 FROM runs WHERE run_id = :run_id AND owner = :owner AND lease_epoch = :epoch
+
+-- name: insert_task
+INSERT OR IGNORE INTO tasks (id, run_id, seq, step, queue, status, lease_seconds, available_at,
+                             created_at)
+VALUES (:id, :run_id, :seq, :step, :queue, :waiting, :lease_seconds, :now, :at)
+
+-- name: insert_step_if_new
+INSERT OR IGNORE INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
+                             compensable, pivot, compensates_seq, done_index, started_at,
+                             finished_at, branch)
+VALUES (:run_id, :seq, :name, :kind, :status, :input, :output, :error, :attempts,
+        :compensable, :pivot, :compensates_seq, :done_index, :started_at, :finished_at,
+        :branch)
+
+-- name: due_tasks
+SELECT t.id FROM tasks t JOIN runs r ON r.run_id = t.run_id
+WHERE t.queue = :queue
+  AND ((t.status = :waiting AND t.available_at <= :now)
+       OR (t.status = :claimed AND t.lease_until < :now))
+  AND r.status IN (SELECT value FROM json_each(:run_statuses)) AND NOT r.cancel_requested
+ORDER BY t.available_at
+LIMIT :limit
+
+-- name: claim_task
+UPDATE tasks
+SET status = :claimed, attempt = attempt + 1, token = :token, worker = :worker,
+    lease_until = :now + lease_seconds
+WHERE id = :id
+
+-- name: select_task
+SELECT t.*, s.input FROM tasks t LEFT JOIN steps s ON s.run_id = t.run_id AND s.seq = t.seq
+WHERE t.id = :id
+
+-- name: heartbeat_task
+UPDATE tasks SET lease_until = :now + lease_seconds
+WHERE id = :id AND token = :token AND status = :claimed
+
+-- name: task_run
+SELECT t.run_id, r.status, r.cancel_requested, r.lease_epoch, t.lease_until
+FROM tasks t JOIN runs r ON r.run_id = t.run_id
+WHERE t.id = :id AND t.token = :token AND t.status = :claimed
+
+-- name: task_done
+UPDATE tasks SET status = :done, token = NULL, lease_until = NULL, finished_epoch = :epoch
+WHERE id = :id
+
+-- name: task_retry
+UPDATE tasks SET status = :waiting, token = NULL, lease_until = NULL,
+    available_at = :now + :delay
+WHERE id = :id
+
+-- name: list_tasks
+SELECT t.*, NULL AS input FROM tasks t
+WHERE t.status IN (:waiting, :claimed) AND (:queue IS NULL OR t.queue = :queue)
+ORDER BY t.created_at

@@ -41,7 +41,15 @@ from sagaline.model.records import (
     new_run_record,
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
-from sagaline.store.protocol import RunQuery, StoreTransaction, TokenRecord, newest_first
+from sagaline.store.protocol import (
+    NewTask,
+    RunQuery,
+    StoreTransaction,
+    TaskFinish,
+    TaskRecord,
+    TokenRecord,
+    newest_first,
+)
 from sagaline.store.queries import load_queries
 from sagaline.store.rows import (
     event_or_undecodable,
@@ -50,6 +58,7 @@ from sagaline.store.rows import (
     run_or_undecodable,
     step_from_row,
 )
+from sagaline.store.sqlite import tasks
 from sagaline.store.sqlite.batch import outbox_params, write_batch, write_each
 from sagaline.store.sqlite.check import check_file
 from sagaline.store.sqlite.faults import no_room_for_index, translate
@@ -537,6 +546,42 @@ class SqliteStore:
     async def event_wait_topics(self) -> list[str]:
         rows = await self._call(lambda c: c.execute(_Q["event_wait_topics"]).fetchall())
         return [r[0] for r in rows]
+
+    # -- tasks (sagaline.store.sqlite.tasks) -----------------------------------------------
+
+    async def create_task(
+        self, task: NewTask, row: StepRecord, owner: str, epoch: int, event: NewEvent
+    ) -> bool:
+        return await self._tx(lambda c: tasks.create_task(c, task, row, owner, epoch, event))
+
+    async def claim_tasks(
+        self, queue: str, worker: str, limit: int, run_statuses: Collection[RunStatus]
+    ) -> list[TaskRecord]:
+        if not await self._call(lambda c: tasks.any_due(c, queue, run_statuses)):
+            return []
+        return await self._tx(lambda c: tasks.claim_tasks(c, queue, worker, limit, run_statuses))
+
+    async def heartbeat_task(self, task_id: str, token: str) -> tuple[float, bool] | None:
+        return await self._tx(lambda c: tasks.heartbeat_task(c, task_id, token))
+
+    async def load_task(self, task_id: str) -> TaskRecord | None:
+        def q(conn: sqlite3.Connection) -> TaskRecord | None:
+            row = conn.execute(_Q["select_task"], {"id": task_id}).fetchone()
+            return None if row is None else tasks.task_from_row(row)
+
+        return await self._call(q)
+
+    async def finish_task(
+        self,
+        task_id: str,
+        token: str,
+        finish: TaskFinish,
+        run_statuses: Collection[RunStatus],
+    ) -> bool:
+        return await self._tx(lambda c: tasks.finish_task(c, task_id, token, finish, run_statuses))
+
+    async def list_tasks(self, queue: str | None = None) -> list[TaskRecord]:
+        return await self._call(lambda c: tasks.list_tasks(c, queue))
 
     async def operate(self, change: OperatorChange) -> RunRecord | None:
         def tx(conn: sqlite3.Connection) -> RunRecord | None:

@@ -1,0 +1,382 @@
+"""Task steps: a step whose body runs in an external worker, in any language.
+
+The workflow side (:func:`call_task`) records the task with its WAITING step row, fenced by
+the run's lease, and suspends the run like a signal wait: no worker memory is held while
+the task waits. The worker side (:class:`TaskService`, called by the HTTP surface) leases
+tasks to workers and turns their answers into the step's outcome: a completion writes the
+step's result, its event and the run's wake-up in one transaction; the run then resumes by
+replay and the step returns the recorded result, decoded to its annotated type, exactly as
+an in-process step's. A failed attempt is retried per the step's policy (the task becomes
+claimable again after the backoff) until attempts run out, when the step fails and the
+run unwinds as for any step.
+
+Every answer is fenced by the token of the claim it answers: a worker that went silent
+past its lease, whose task went to another worker, can change nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from sagaline.engine.context import LostLease, RunContext, StoreInterrupted, Suspend
+from sagaline.engine.registry import get_step
+from sagaline.model import events as ev
+from sagaline.model.codec import Codec
+from sagaline.model.errors import (
+    DatabaseUnavailableError,
+    PayloadDecodeError,
+    PayloadError,
+    SagalineError,
+    UnknownStepError,
+)
+from sagaline.model.records import NewEvent, StepRecord
+from sagaline.model.status import RunStatus, StepKind, StepStatus
+from sagaline.store.protocol import TASK_CLAIMED, NewTask, Store, TaskFinish, TaskRecord
+
+if TYPE_CHECKING:
+    from sagaline.engine.registry import StepDef
+
+LIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUSPENDED})
+"""Runs whose tasks may be claimed and answered: a run that unwinds or ended no longer
+waits for its task (a cancelled run that is not yet unwinding still takes the answer, and
+then compensates the step, as it would an in-process step in flight)."""
+POLL_SECONDS = 0.1
+"""How often a long-polling claim looks again for a task another process recorded."""
+MESSAGE_LIMIT = 2000
+MAX_WAIT_SECONDS = 20.0
+MAX_CLAIM = 100
+
+
+class TaskNotFoundError(SagalineError):
+    code = "task_not_found"
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"there is no task {task_id!r}; claim tasks with POST /api/v1/tasks/claim")
+
+
+class TaskLeaseLostError(SagalineError):
+    """The answer's token no longer holds the task: the lease expired and the task went to
+    another worker, or it was answered already, or its run stopped waiting for it."""
+
+    code = "task_lease_lost"
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(
+            f"task {task_id!r} is not leased to this token any more (the lease expired and "
+            f"the task was claimed again, it was answered already, or its run stopped "
+            f"waiting); nothing was changed: drop this task and claim again"
+        )
+
+
+class TaskResultError(SagalineError):
+    """A completion whose result does not fit the step's return type; nothing changed."""
+
+    code = "invalid_task_result"
+
+
+def task_id(run_id: str, seq: int) -> str:
+    """A task's id: the same for the same step of the same run (so recording it is
+    idempotent on replay), and safe in a URL whatever characters the run id holds."""
+    digest = hashlib.sha256(f"{run_id}\x00{seq}".encode("utf-8", "surrogatepass")).hexdigest()
+    return f"t_{digest[:32]}"
+
+
+# -- the workflow side ---------------------------------------------------------------------
+
+
+async def call_task(
+    ctx: RunContext, sdef: StepDef[Any, Any], args: Sequence[Any], kwargs: dict[str, Any]
+) -> Any:
+    """A task step inside a workflow: its recorded outcome, or record it and suspend."""
+    from sagaline.engine.steps import _replay
+
+    values = sdef.signature.bind(args, kwargs)
+    call = ctx.begin(StepKind.STEP, sdef.name)
+    rec = call.recorded
+    if rec is None:
+        await _record(ctx, sdef, call.seq, call.branch, values)
+        raise Suspend()
+    if rec.status is StepStatus.WAITING:
+        raise Suspend()  # still out with a worker; its answer wakes the run
+    return _replay(ctx, sdef, rec)
+
+
+async def _record(
+    ctx: RunContext, sdef: StepDef[Any, Any], seq: int, branch: str, values: list[Any]
+) -> None:
+    """The task and its WAITING step row, in one transaction fenced by the run's lease.
+
+    The row is written here rather than with the run's suspension, because a fast worker
+    may answer before the run has suspended: its answer must find the row to fill in, and
+    the suspension must not overwrite the answer (so it writes no row for the task).
+    """
+    assert sdef.task_queue is not None
+    rt = ctx.rt
+    data = sdef.signature.encode_args(rt.codec, values)
+    run_id = ctx.run.run_id
+    await ctx.ensure_lease()
+    ctx.done_index += 1
+    now = rt.clock()
+    row = StepRecord(
+        seq=seq,
+        name=sdef.name,
+        kind=StepKind.STEP,
+        status=StepStatus.WAITING,
+        input=data,
+        output=None,
+        error=None,
+        attempts=0,
+        compensable=False,
+        pivot=False,  # only a pivot that succeeded seals the stack
+        compensates_seq=None,
+        done_index=ctx.done_index,
+        started_at=now,
+        finished_at=now,
+        branch=branch,
+    )
+    task = NewTask(
+        task_id(run_id, seq), run_id, seq, sdef.name, sdef.task_queue, sdef.heartbeat_timeout, now
+    )
+    started = ctx.event(ev.StepStarted(step=sdef.name), seq)
+    try:
+        landed = await rt.store.create_task(task, row, rt.owner, ctx.run.lease_epoch, started)
+    except Exception as exc:
+        raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
+    if not landed:
+        raise LostLease(run_id)
+
+
+# -- the worker side -----------------------------------------------------------------------
+
+
+def _iso(at: float | None) -> str | None:
+    return None if at is None else datetime.fromtimestamp(at, UTC).isoformat()
+
+
+def _clean(text: str) -> str:
+    if len(text) > MESSAGE_LIMIT:
+        marker = f"... [truncated from {len(text)} characters]"
+        text = text[: MESSAGE_LIMIT - len(marker)] + marker
+    return text.replace("\x00", "\ufffd")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClaimedTask:
+    """A task as a worker sees it: ``input`` maps each parameter to its JSON value."""
+
+    id: str
+    token: str
+    run_id: str
+    step: str
+    input: dict[str, msgspec.Raw]
+    attempt: int
+    deadline: str | None
+    """When the lease ends (RFC 3339) unless a heartbeat extends it."""
+    queue: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskView:
+    """A task waiting or claimed, for ``sagaline tasks list`` and the API."""
+
+    id: str
+    run_id: str
+    step: str
+    queue: str
+    status: str
+    attempt: int
+    worker: str | None
+    created_at: float
+    lease_until: float | None
+
+
+class TaskService:
+    """What workers ask of the engine: claim, heartbeat, complete, fail.
+
+    Each answer is planned here (the step's row and events, or a retry) and applied by the
+    store only if the answering token still holds the task: compare-and-set, like an
+    operator's action.
+    """
+
+    def __init__(
+        self,
+        store: Callable[[], Store],
+        codec: Codec,
+        clock: Callable[[], float],
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._store = store
+        self.codec = codec
+        self.clock = clock
+        self.rand = rand
+
+    @property
+    def store(self) -> Store:
+        return self._store()
+
+    async def claim(
+        self, queue: str, worker: str, limit: int, wait_seconds: float
+    ) -> list[ClaimedTask]:
+        """Up to ``limit`` tasks of ``queue``, waiting up to ``wait_seconds`` for one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, min(wait_seconds, MAX_WAIT_SECONDS))
+        limit = max(1, min(limit, MAX_CLAIM))
+        while True:
+            found = await self.store.claim_tasks(queue, worker, limit, LIVE)
+            left = deadline - loop.time()
+            if found or left <= 0:
+                return [self._claimed(t) for t in found]
+            await asyncio.sleep(min(POLL_SECONDS, left))
+
+    def _claimed(self, task: TaskRecord) -> ClaimedTask:
+        assert task.token is not None
+        return ClaimedTask(
+            task.id,
+            task.token,
+            task.run_id,
+            task.step,
+            self._input(task),
+            task.attempt,
+            _iso(task.lease_until),
+            task.queue,
+        )
+
+    def _input(self, task: TaskRecord) -> dict[str, msgspec.Raw]:
+        """The step's stored arguments by parameter name, as the JSON they were stored as
+        (decrypted when a payload codec protects them)."""
+        if task.input is None:
+            return {}
+        where = f"task {task.id!r} input"
+        raws = msgspec.json.decode(self.codec.unprotect(task.input, where), type=list[msgspec.Raw])
+        try:
+            names = [p.name for p in get_step(task.step).signature.params]
+        except UnknownStepError:
+            names = [f"arg{i}" for i in range(len(raws))]
+        return dict(zip(names, raws, strict=False))
+
+    async def heartbeat(self, task_id: str, token: str) -> tuple[str | None, bool]:
+        """Extend the lease: ``(deadline, cancel_requested)``.
+
+        Raises:
+            TaskNotFoundError, TaskLeaseLostError.
+        """
+        answer = await self.store.heartbeat_task(task_id, token)
+        if answer is None:
+            await self._leased(task_id, token)  # raises why
+            raise TaskLeaseLostError(task_id)
+        return _iso(answer[0]), answer[1]
+
+    async def complete(self, task_id: str, token: str, result: bytes) -> None:
+        """Record ``result`` (JSON) as the step's result and wake the run.
+
+        Raises:
+            TaskNotFoundError, TaskLeaseLostError.
+            TaskResultError: ``result`` does not fit the step's return type; the task stays
+                leased to this token (and claimable again when the lease runs out).
+        """
+        task, sdef, waiting = await self._leased(task_id, token)
+        where = f"task {task_id!r} result"
+        try:
+            value = self.codec.decode_json(result, sdef.signature.return_type, where)
+        except PayloadDecodeError as exc:
+            raise TaskResultError(
+                f"the result does not fit step {sdef.name!r}'s return type {exc.type_name}: "
+                f"{exc.__cause__ or exc}; nothing was recorded and the task is still yours"
+            ) from None
+        try:
+            output = self.codec.encode(value, where)
+        except PayloadError as exc:
+            raise TaskResultError(str(exc)) from None
+        row = dataclasses.replace(
+            waiting,
+            status=StepStatus.SUCCEEDED,
+            output=output,
+            attempts=task.attempt,
+            compensable=sdef.compensation is not None,
+            pivot=sdef.pivot,
+            finished_at=self.clock(),
+        )
+        event = ev.StepSucceeded(step=sdef.name, attempts=task.attempt)
+        await self._finish(task_id, token, TaskFinish(row, [self._event(event, task.seq)]))
+
+    async def fail(
+        self, task_id: str, token: str, error_type: str, message: str, non_retryable: bool
+    ) -> bool:
+        """Record a failed attempt; returns whether it will be retried.
+
+        Retried (claimable again after the policy's backoff) while attempts remain and the
+        worker did not say ``non_retryable``; otherwise the step fails and the run unwinds.
+
+        Raises:
+            TaskNotFoundError, TaskLeaseLostError.
+        """
+        task, sdef, waiting = await self._leased(task_id, token)
+        error = {"type": _clean(error_type) or "Error", "message": _clean(message)}
+        policy = sdef.retry
+        if not non_retryable and task.attempt < policy.max_attempts:
+            delay = policy.delay(task.attempt, self.rand())
+            failed = ev.StepAttemptFailed(
+                step=sdef.name, attempt=task.attempt, error=error, retry_in=round(delay, 3)
+            )
+            finish = TaskFinish(None, [self._event(failed, task.seq)], retry_in=delay)
+            await self._finish(task_id, token, finish)
+            return True
+        row = dataclasses.replace(
+            waiting,
+            status=StepStatus.FAILED,
+            error=error,
+            attempts=task.attempt,
+            compensable=sdef.compensation is not None and sdef.compensate_unknown,
+            finished_at=self.clock(),
+        )
+        event = ev.StepFailed(step=sdef.name, attempts=task.attempt, error=error)
+        await self._finish(task_id, token, TaskFinish(row, [self._event(event, task.seq)]))
+        return False
+
+    async def list(self, queue: str | None = None) -> list[TaskView]:
+        return [
+            TaskView(
+                t.id,
+                t.run_id,
+                t.step,
+                t.queue,
+                t.status,
+                t.attempt,
+                t.worker,
+                t.created_at,
+                t.lease_until,
+            )
+            for t in await self.store.list_tasks(queue)
+        ]
+
+    def _event(self, event: ev.Event, seq: int) -> NewEvent:
+        return NewEvent(event, self.clock(), seq)
+
+    async def _leased(
+        self, task_id: str, token: str
+    ) -> tuple[TaskRecord, StepDef[Any, Any], StepRecord]:
+        """The task ``token`` holds, its step, and the step's WAITING row."""
+        task = await self.store.load_task(task_id)
+        if task is None:
+            raise TaskNotFoundError(task_id)
+        if task.status != TASK_CLAIMED or task.token != token:
+            raise TaskLeaseLostError(task_id)
+        sdef = get_step(task.step)
+        rows = [r for r in await self.store.load_steps(task.run_id) if r.seq == task.seq]
+        if not rows or rows[0].status is not StepStatus.WAITING:
+            raise TaskLeaseLostError(task_id)
+        return task, sdef, rows[0]
+
+    async def _finish(self, task_id: str, token: str, finish: TaskFinish) -> None:
+        if not await self.store.finish_task(task_id, token, finish, LIVE):
+            raise TaskLeaseLostError(task_id)

@@ -1,0 +1,61 @@
+"""Sagas whose charge step is a task, run by external workers (``--import tests.tasks.sagas``).
+
+``reserve`` and its compensation run in-process; ``charge`` runs wherever a worker claims
+it from the ``payments`` queue. ``slow_charge`` has a short lease, for the dead-worker tests.
+A task step has no body (``...``), which mypy --strict calls an empty body: hence the ignores.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from sagaline import RetryPolicy, step, workflow
+
+RELEASED: list[str] = []
+"""Reservations compensated in this process (the in-process tests read it)."""
+
+
+class Order(msgspec.Struct):
+    id: str
+    amount: int
+
+
+class Payment(msgspec.Struct):
+    id: str
+    amount: int
+
+
+@step(name="tasks.reserve", retry=RetryPolicy(max_attempts=1))
+async def reserve(order: Order) -> str:
+    return f"res-{order.id}"
+
+
+@reserve.compensate(retry=RetryPolicy(max_attempts=2, initial=0.01))
+async def release(order: Order, reservation: str) -> None:
+    RELEASED.append(reservation)
+
+
+@step(
+    name="tasks.charge",
+    task_queue="payments",
+    retry=RetryPolicy(max_attempts=3, initial=0.05, max_interval=0.1),
+)
+async def charge(order: Order, note: str = "") -> Payment: ...  # type: ignore[empty-body]
+
+
+@step(name="tasks.slow_charge", task_queue="slow", heartbeat_timeout=1.0)
+async def slow_charge(order: Order) -> Payment: ...  # type: ignore[empty-body]
+
+
+@workflow(name="tasks-checkout")
+async def checkout(order: Order) -> str:
+    reservation = await reserve(order)
+    payment = await charge(order, note="first")
+    return f"{reservation}/{payment.id}/{payment.amount}"
+
+
+@workflow(name="tasks-slow-checkout")
+async def slow_checkout(order: Order) -> str:
+    reservation = await reserve(order)
+    payment = await slow_charge(order)
+    return f"{reservation}/{payment.id}"
