@@ -205,7 +205,11 @@ async def _drop_schema(url: str) -> None:
     dsn, schema = parse_url(url)
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        # The server quotes the identifier (format %I): the name never goes into SQL raw.
+        drop = await conn.fetchval(
+            "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE', $1::text)", schema
+        )
+        await conn.execute(str(drop))
     finally:
         await conn.close()
 
