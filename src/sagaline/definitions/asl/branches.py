@@ -18,31 +18,13 @@ from sagaline.definitions.asl.errors import QUERY_EVALUATION, AslError
 from sagaline.definitions.asl.host import History
 from sagaline.definitions.asl.machine import run_states
 from sagaline.definitions.asl.processing import StateRun
-from sagaline.definitions.asl.task import Outcome, catching, retrying
-
-
-def _next(run: StateRun) -> str | None:
-    return None if run.state.get("End") else run.state.get("Next")
-
-
-def _output(run: StateRun, result: Any) -> Any:
-    state = run.state
-    if run.jsonata:
-        return run.finish(
-            result,
-            assign=state.get("Assign"),
-            output=state.get("Output"),
-            has_output="Output" in state,
-            result=result,
-        )
-    if "ResultSelector" in state:
-        result = run.template(state["ResultSelector"], result)
-    return run.finish(
-        result,
-        assign=state.get("Assign"),
-        result_path=state.get("ResultPath", "$"),
-        output_path=state.get("OutputPath", "$"),
-    )
+from sagaline.definitions.asl.task import (
+    Outcome,
+    catching,
+    next_state,
+    result_output,
+    retrying,
+)
 
 
 async def _settle(coros: list[Awaitable[Any]], limit: int) -> list[Any]:
@@ -90,7 +72,7 @@ async def run_parallel(run: StateRun) -> Outcome:
             history.add("ParallelStateSucceeded", run.name)
             return results
 
-        return _next(run), _output(run, await retrying(run, attempt))
+        return next_state(run), result_output(run, await retrying(run, attempt))
 
     return await catching(run, body)
 
@@ -190,7 +172,7 @@ async def run_map(run: StateRun) -> Outcome:
         async def attempt() -> list[Any]:
             return await _iterate(run, items, effective, limit, count, percent)
 
-        return _next(run), _output(run, await retrying(run, attempt))
+        return next_state(run), result_output(run, await retrying(run, attempt))
 
     return await catching(run, body)
 

@@ -77,16 +77,19 @@ async def run_task(run: StateRun) -> Outcome:
             return result
 
         result = await retrying(run, invoke)
-        return _next(run), _task_output(run, result)
+        return next_state(run), result_output(run, result)
 
     return await catching(run, body)
 
 
-def _next(run: StateRun) -> str | None:
+def next_state(run: StateRun) -> str | None:
+    """Where a state that produced a result goes: its Next, or nowhere when it ends."""
     return None if run.state.get("End") else run.state.get("Next")
 
 
-def _task_output(run: StateRun, result: Any) -> Any:
+def result_output(run: StateRun, result: Any) -> Any:
+    """A result-producing state's output (Task, Parallel, Map alike): ResultSelector,
+    ResultPath, OutputPath, Assign — or JSONata's Output and Assign."""
     state = run.state
     if run.jsonata:
         return run.finish(
