@@ -17,6 +17,7 @@ from sagaline.engine.durable import (
 from sagaline.engine.engine import Engine, RunHandle
 from sagaline.engine.event_waits import wait_for_event
 from sagaline.engine.handlers import on
+from sagaline.engine.locks import acquire, lock, release
 from sagaline.engine.publish import publish
 from sagaline.engine.registry import StepDef, WorkflowDef, step, workflow
 from sagaline.engine.steps import StepInfo, step_info
@@ -29,9 +30,11 @@ from sagaline.model.envelope import Event
 from sagaline.model.errors import (
     BusError,
     BusUnavailableError,
+    DeadlockError,
     EventTimeoutError,
     InvalidNameError,
     InvalidOperationError,
+    LockTimeoutError,
     NonDeterminismError,
     NonRetryable,
     PayloadDecodeError,
@@ -46,6 +49,7 @@ from sagaline.model.errors import (
     SignalTimeoutError,
     StepFailedError,
 )
+from sagaline.model.locks import LockInfo, LockRequest
 from sagaline.model.retry import RetryPolicy
 from sagaline.model.status import RunStatus
 
@@ -56,12 +60,16 @@ __all__ = [
     "Chain",
     "ChildHandle",
     "Choreography",
+    "DeadlockError",
     "Engine",
     "Event",
     "EventTimeoutError",
     "Expectation",
     "InvalidNameError",
     "InvalidOperationError",
+    "LockInfo",
+    "LockRequest",
+    "LockTimeoutError",
     "NonDeterminismError",
     "NonRetryable",
     "PayloadCodec",
@@ -90,10 +98,13 @@ __all__ = [
     "Tracker",
     "Transaction",
     "WorkflowDef",
+    "acquire",
+    "lock",
     "now",
     "on",
     "patched",
     "publish",
+    "release",
     "sleep",
     "start_child",
     "step",

@@ -7,22 +7,23 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from rich.markup import escape
-from typer.core import TyperCommand
 
 from sagaline.asl_cli import asl_app
 from sagaline.codecs import from_env
 from sagaline.console import make_console, runs_table, styled_status, timeline_table
 from sagaline.diagram_cli import diagram
 from sagaline.engine.engine import Engine
+from sagaline.locks_cli import locks_app
 from sagaline.model.advice import advise
 from sagaline.model.errors import SagalineError, UndecodableRowError
 from sagaline.model.records import RunRecord
 from sagaline.model.status import RunStatus
 from sagaline.model.urls import redact
+from sagaline.plain_usage import PlainUsage
 from sagaline.sagas_cli import sagas_app, tracker
 from sagaline.serve_cli import serve, tokens_app
 from sagaline.store import open_store
@@ -51,16 +52,6 @@ app.add_typer(queues_app, name="queues")
 RunIdArgument = Annotated[
     str, typer.Argument(metavar="RUN_ID", help="The run's id, as `sagaline runs list` shows it.")
 ]
-
-
-class PlainUsage(TyperCommand):
-    """Usage lines as in man pages (``RUN_ID``), not typer's ``{RUN_ID}``, which reads as
-    a template placeholder left unfilled."""
-
-    # Any: the context class is typer's vendored, private click.
-    def collect_usage_pieces(self, ctx: Any) -> list[str]:
-        pieces = super().collect_usage_pieces(ctx)
-        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in pieces]
 
 
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the audit trail.")]
@@ -426,6 +417,7 @@ def worker(
 
 
 app.add_typer(sagas_app, name="sagas")
+app.add_typer(locks_app, name="locks")
 app.command("tracker")(tracker)
 app.add_typer(tokens_app, name="tokens")
 app.command("serve")(serve)

@@ -279,6 +279,7 @@ class RunContext:
             self.run.parent_run_id,
             messages,
             unless_cancelled and self.pivot is None,
+            release_locks=change is not None and change.status.is_terminal and self.has_locks(),
         )
         if via is not None:  # a transactional step's own transaction: one try, the caller's
             result = await via.write(cp)
@@ -326,6 +327,10 @@ class RunContext:
             )
         for rec in cp.steps:
             self.records[rec.seq] = rec
+
+    def has_locks(self) -> bool:
+        """Whether this run ever asked for a semantic lock (its rows go when it ends)."""
+        return any(r.kind is StepKind.LOCK for r in self.records.values())
 
     async def ensure_lease(self) -> None:
         """Before a step or compensation begins: make sure this worker still holds the run.

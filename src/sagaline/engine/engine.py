@@ -39,6 +39,7 @@ from sagaline.model.errors import (
     SagalineError,
     UnknownWorkflowError,
 )
+from sagaline.model.locks import LockInfo, LockRequest, check_key
 from sagaline.model.names import check_name
 from sagaline.model.records import (
     EventRecord,
@@ -509,6 +510,18 @@ class Engine:
 
     async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         return await self.store.list_runs(status, limit)
+
+    async def locks(self, key: str) -> LockInfo:
+        """Who holds the semantic lock ``key`` (mode, since when, run status) and who
+        waits for it, in order: a service can refuse or flag a read of an object a saga
+        holds. A free key answers empty lists, never an error."""
+        return await self.store.locks(check_key(key))
+
+    async def list_locks(self, prefix: str | None = None, limit: int = 1000) -> list[LockRequest]:
+        """Held and waiting lock requests of keys starting with ``prefix``, by key."""
+        if prefix is not None and prefix != "":
+            check_key(prefix)
+        return await self.store.list_locks(prefix or None, limit)
 
     async def set_queue_limit(self, queue: str, limit: int | None) -> None:
         """At most ``limit`` runs of ``queue`` in flight across all workers (None: no limit)."""

@@ -227,6 +227,36 @@ class EventTimeoutError(SagalineError):
         )
 
 
+class LockTimeoutError(SagalineError):
+    """A lock was not free before ``lock(..., timeout=)`` passed; unhandled, it fails the
+    run, which compensates (and so releases what it held)."""
+
+    code = "lock_timeout"
+
+    def __init__(self, key: str, run_id: str) -> None:
+        self.key = key
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} waited for lock {key!r} and timed out")
+
+
+class DeadlockError(SagalineError):
+    """This run's lock wait closed a cycle of runs waiting on each other, and it was the
+    youngest of them: it gives up the wait (unhandled, its saga unwinds and releases what
+    it holds) so that the others go on."""
+
+    code = "deadlock"
+
+    def __init__(self, key: str, run_id: str, cycle: list[str]) -> None:
+        self.key = key
+        self.run_id = run_id
+        self.cycle = cycle
+        ring = " -> ".join(repr(r) for r in [*cycle, cycle[0]]) if cycle else repr(run_id)
+        super().__init__(
+            f"run {run_id!r} gave up waiting for lock {key!r}: the runs {ring} were waiting "
+            f"on each other, and it is the youngest of them"
+        )
+
+
 class RunFailedError(SagalineError):
     code = "run_failed"
 

@@ -162,6 +162,34 @@ class SignalTimedOut(Event):
     signal: str
 
 
+class LockWaiting(Event):
+    """The run queued for a lock others hold; ``behind`` names who it waits for."""
+
+    key: str
+    mode: str
+    behind: list[str] = []
+
+
+class LockAcquired(Event):
+    key: str
+    mode: str
+
+
+class LockReleased(Event):
+    key: str
+
+
+class LockTimedOut(Event):
+    key: str
+
+
+class LockDeadlock(Event):
+    """The run's wait closed a cycle and it was the youngest: its wait was refused."""
+
+    key: str
+    cycle: list[str] = []
+
+
 class ChildStarted(Event):
     child: str
 
@@ -223,6 +251,11 @@ AnyEvent: TypeAlias = (
     | SignalReceived
     | SignalConsumed
     | SignalTimedOut
+    | LockWaiting
+    | LockAcquired
+    | LockReleased
+    | LockTimedOut
+    | LockDeadlock
     | ChildStarted
     | ChildFinished
     | UndoRequested

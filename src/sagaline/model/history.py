@@ -35,6 +35,8 @@ _REPLAYED = frozenset(
         StepKind.CHILD_RESULT,
         StepKind.PATCH,
         StepKind.PUBLISH,
+        StepKind.LOCK,
+        StepKind.UNLOCK,
     }
 )
 

@@ -205,6 +205,9 @@ class Checkpoint:
     """Land only if no cancel was accepted for the run: a completion, or the start of a
     pivot, must lose to a cancel that came first. When refused this way the result has
     ``landed=False`` and ``cancel_requested=True``."""
+    release_locks: bool = False
+    """The run ends here and has taken semantic locks: they go with this checkpoint, and
+    what waited for them is granted."""
 
 
 @dataclass(frozen=True)

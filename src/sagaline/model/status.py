@@ -66,3 +66,8 @@ class StepKind(StrEnum):
     """An event a workflow published: recorded so that replay does not publish it again."""
     PATCH = "patch"
     """A version marker: this run took the code path of a named change."""
+    LOCK = "lock"
+    """Taking a semantic lock on a business key; WAITING while others hold it."""
+    UNLOCK = "unlock"
+    """Releasing a semantic lock before the run ends: recorded so that replay does not
+    release a later holding of the same key."""

@@ -200,6 +200,15 @@ def detail(event: ev.Event, names: dict[str, str] | None = None) -> str:
             parts.append(f"due {datetime.fromtimestamp(event.due, UTC):%Y-%m-%d %H:%M:%S} UTC")
         case ev.SignalReceived() | ev.SignalConsumed() | ev.SignalTimedOut():
             parts.append(f"signal {event.signal}")
+        case ev.LockWaiting():
+            behind = f", behind {', '.join(event.behind)}" if event.behind else ""
+            parts.append(f"lock {event.key} ({event.mode}){behind}")
+        case ev.LockAcquired():
+            parts.append(f"lock {event.key} ({event.mode})")
+        case ev.LockReleased() | ev.LockTimedOut():
+            parts.append(f"lock {event.key}")
+        case ev.LockDeadlock():
+            parts.append(f"lock {event.key}; cycle {' -> '.join(event.cycle)}")
         case ev.ChildStarted():
             parts.append(f"child {event.child}")
         case ev.ChildFinished():

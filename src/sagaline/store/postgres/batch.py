@@ -18,6 +18,7 @@ import asyncpg.exceptions as pgx
 
 from sagaline.model.records import Checkpoint, CommitResult, OutboxMessage, StepRecord
 from sagaline.model.status import RunStatus
+from sagaline.store.postgres import locks
 from sagaline.store.queries import load_queries
 from sagaline.store.statuses import SETTLED, values
 
@@ -79,6 +80,9 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     """A few set-based statements, the fence first: a checkpoint whose writer lost the
     lease matches nothing there, and nothing of it is written; nor of one that lands only
     unless the run was cancelled, when it was (the fence reads the flag from the locked row)."""
+    ending = [cp for cp in batch if cp.release_locks]
+    if ending:  # before any run row: the order every lock operation keeps
+        await conn.execute(_Q["lock_ops"])
     fenced = await conn.fetch(
         _Q["fence"],
         [cp.run_id for cp in batch],
@@ -150,6 +154,10 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
         # Locking the parent orders this against the parent's own suspension.
         if await conn.fetchval(_Q["lock_parent"], run_id) is not None:
             await conn.execute(_Q["wake_parent"], run_id, at, _SUSPENDED)
+    ended = [cp.run_id for cp in landed if cp.release_locks]
+    if ended:
+        at = max(max((ev.at for ev in cp.events), default=0.0) for cp in landed)
+        await locks.release_runs(conn, ended, at)
     return [
         CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
     ]
@@ -166,7 +174,7 @@ def _fast(batch: Sequence[Checkpoint]) -> bool:
     if len({cp.run_id for cp in batch}) != len(batch):
         return False
     for cp in batch:
-        if cp.new_runs or cp.consumed_signals or cp.outbox:
+        if cp.new_runs or cp.consumed_signals or cp.outbox or cp.release_locks:
             return False
         ch = cp.change
         if ch is not None and (

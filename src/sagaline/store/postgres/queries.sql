@@ -107,6 +107,10 @@ SET status = $2::text, output = $3, error = $4, updated_at = $5::float8,
         WHEN EXISTS (SELECT 1 FROM tasks t
                      WHERE t.run_id = $1 AND t.finished_epoch = runs.lease_epoch)
             THEN $5::float8
+        -- a lock wait answered in this lease epoch, likewise (answer_lock locks the run row)
+        WHEN EXISTS (SELECT 1 FROM locks l
+                     WHERE l.run_id = $1 AND l.answered_epoch = runs.lease_epoch)
+            THEN $5::float8
         ELSE $7::float8 END
 WHERE run_id = $1
 
@@ -477,3 +481,65 @@ WHERE id = $1
 SELECT t.*, NULL::bytea AS input FROM tasks t
 WHERE t.status = ANY($1::text[]) AND ($2::text IS NULL OR t.queue = $2)
 ORDER BY t.created_at
+
+-- Semantic locks (sagaline.store.postgres.locks; the rules are in sagaline.model.locks).
+-- Every lock operation first takes one transaction-scoped advisory lock (lock_ops), before
+-- any run row: lock queues change one transaction at a time, so a cycle of waits is always
+-- seen by the wait that closes it, and the order (advisory lock, then run rows) is the same
+-- everywhere.
+
+-- name: lock_ops
+SELECT pg_advisory_xact_lock(7305844021537190656)
+
+-- name: lock_request
+SELECT * FROM locks WHERE run_id = $1 AND seq = $2
+
+-- name: lock_of_run_key
+SELECT id FROM locks WHERE run_id = $1 AND key = $2 AND refused IS NULL
+
+-- name: insert_lock
+INSERT INTO locks (key, run_id, seq, mode, requested_at) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (run_id, seq) DO NOTHING
+
+-- name: lock_queue
+SELECT id, run_id, mode, granted_at FROM locks
+WHERE key = $1 AND refused IS NULL ORDER BY id
+
+-- name: grant_lock
+UPDATE locks SET granted_at = $2 WHERE id = $1
+
+-- name: answer_lock
+-- A wait answered while its run may be running: its run row is locked first, so the run's
+-- suspension (change_run) either sees answered_epoch or is suspended already and woken.
+WITH r AS (SELECT lease_epoch FROM runs WHERE run_id = $4 FOR UPDATE)
+UPDATE locks SET granted_at = CASE WHEN $3::text IS NULL THEN $2::float8 ELSE granted_at END,
+    refused = $3::text, answered_epoch = (SELECT lease_epoch FROM r)
+WHERE id = $1
+
+-- name: refuse_lock
+UPDATE locks SET refused = $2 WHERE id = $1
+
+-- name: waiting_locks_of_run
+SELECT id, key, mode FROM locks
+WHERE run_id = $1 AND granted_at IS NULL AND refused IS NULL ORDER BY id
+
+-- name: run_started
+SELECT run_id, created_at FROM runs WHERE run_id = ANY($1::text[])
+
+-- name: delete_lock
+DELETE FROM locks WHERE id = $1
+
+-- name: delete_run_key_locks
+DELETE FROM locks WHERE run_id = $1 AND key = $2
+
+-- name: delete_run_locks
+DELETE FROM locks WHERE run_id = $1 RETURNING key
+
+-- name: locks_of_key
+SELECT l.*, r.status AS run_status FROM locks l LEFT JOIN runs r ON r.run_id = l.run_id
+WHERE l.key = $1 ORDER BY l.id
+
+-- name: list_locks
+SELECT l.*, r.status AS run_status FROM locks l LEFT JOIN runs r ON r.run_id = l.run_id
+WHERE $1::text IS NULL OR left(l.key, length($1::text)) = $1::text
+ORDER BY l.key, l.id LIMIT $2

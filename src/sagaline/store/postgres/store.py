@@ -34,6 +34,7 @@ from sagaline.model.errors import (
     DatabaseUnavailableError,
     DiskFullError,
 )
+from sagaline.model.locks import LockAnswer, LockInfo, LockRequest, NewLock
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -49,7 +50,7 @@ from sagaline.model.records import (
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.model.urls import redact
-from sagaline.store.postgres import tasks
+from sagaline.store.postgres import locks, tasks
 from sagaline.store.postgres.batch import insert_outbox, write, write_each
 from sagaline.store.postgres.check import check_schema
 from sagaline.store.postgres.schema import migrate
@@ -487,6 +488,37 @@ class PostgresStore:
             async with self._p().acquire() as conn, conn.transaction():
                 return await op(conn)
 
+    async def request_lock(
+        self, lock: NewLock, row: StepRecord, owner: str, epoch: int
+    ) -> LockAnswer:
+        return await self._task_tx(lambda c: locks.request(c, lock, row, owner, epoch))
+
+    async def lock_answer(self, run_id: str, seq: int) -> LockAnswer:
+        async with self._p().acquire() as conn:
+            return await locks.answer(conn, run_id, seq)
+
+    async def withdraw_lock(
+        self, run_id: str, seq: int, owner: str, epoch: int, row: StepRecord, event: NewEvent
+    ) -> LockAnswer:
+        return await self._task_tx(
+            lambda c: locks.withdraw(c, run_id, seq, owner, epoch, row, event)
+        )
+
+    async def release_lock(
+        self, run_id: str, key: str, owner: str, epoch: int, row: StepRecord, event: NewEvent
+    ) -> bool:
+        return await self._task_tx(
+            lambda c: locks.release(c, run_id, key, owner, epoch, row, event)
+        )
+
+    async def locks(self, key: str) -> LockInfo:
+        async with self._p().acquire() as conn:
+            return await locks.locks_of(conn, key)
+
+    async def list_locks(self, prefix: str | None = None, limit: int = 1000) -> list[LockRequest]:
+        async with self._p().acquire() as conn:
+            return await locks.list_locks(conn, prefix, limit)
+
     async def create_task(
         self, task: NewTask, row: StepRecord, owner: str, epoch: int, event: NewEvent
     ) -> bool:
@@ -601,7 +633,10 @@ class PostgresStore:
 
     async def _operate(self, change: OperatorChange) -> RunRecord | None:
         ev = change.event
+        ends = change.to_status is not None and change.to_status.is_terminal
         async with self._p().acquire() as conn, conn.transaction():
+            if ends:  # before the run's row: the order every lock operation keeps
+                await conn.execute(_Q["lock_ops"])
             if change.unless_pivot:
                 # Lock the run first, so that the check of its steps below (a statement of
                 # its own, so a snapshot of its own) sees every commit that got the lock
@@ -630,6 +665,8 @@ class PostgresStore:
             await conn.execute(
                 _Q["insert_event"], change.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)
             )
+            if ends:
+                await locks.release_runs(conn, [change.run_id], ev.at)
             await conn.execute(_Q["notify"], row["queue"])
             return run_from_row(row)
 

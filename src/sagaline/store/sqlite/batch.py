@@ -23,6 +23,7 @@ from sagaline.model.records import (
 )
 from sagaline.model.status import RunStatus
 from sagaline.store.queries import load_queries
+from sagaline.store.sqlite import locks
 from sagaline.store.statuses import SETTLED, values
 
 _Q = load_queries("sagaline.store.sqlite")
@@ -127,6 +128,9 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
     ]
     if settled:
         conn.executemany(_Q["wake_parent"], settled)
+    ended = [cp.run_id for cp in landed if cp.release_locks]
+    if ended:
+        locks.release_runs(conn, ended, max(_at(cp) for cp in landed))
     return [
         CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
     ]

@@ -140,12 +140,15 @@ SELECT * FROM runs WHERE status = :status ORDER BY created_at DESC, run_id LIMIT
 SELECT * FROM events WHERE run_id = :run_id ORDER BY at, id
 
 -- name: newer_signal
--- Also a task whose result was written while the run ran in this lease epoch: the run may
--- have read its history before that write.
+-- Also a task whose result was written, or a lock wait answered, while the run ran in this
+-- lease epoch: the run may have read its history before that write.
 SELECT 1 FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL AND id > :seen
 UNION ALL
 SELECT 1 FROM tasks t JOIN runs r ON r.run_id = t.run_id
 WHERE t.run_id = :run_id AND t.finished_epoch = r.lease_epoch
+UNION ALL
+SELECT 1 FROM locks l JOIN runs r ON r.run_id = l.run_id
+WHERE l.run_id = :run_id AND l.answered_epoch = r.lease_epoch
 LIMIT 1
 
 -- name: settled_run
@@ -341,3 +344,61 @@ WHERE id = :id
 SELECT t.*, NULL AS input FROM tasks t
 WHERE t.status IN (:waiting, :claimed) AND (:queue IS NULL OR t.queue = :queue)
 ORDER BY t.created_at
+
+-- Semantic locks (sagaline.store.sqlite.locks; the rules are in sagaline.model.locks).
+
+-- name: lock_request
+SELECT * FROM locks WHERE run_id = :run_id AND seq = :seq
+
+-- name: lock_of_run_key
+SELECT id FROM locks WHERE run_id = :run_id AND key = :key AND refused IS NULL
+
+-- name: insert_lock
+INSERT OR IGNORE INTO locks (key, run_id, seq, mode, requested_at)
+VALUES (:key, :run_id, :seq, :mode, :at)
+
+-- name: lock_queue
+SELECT id, run_id, mode, granted_at FROM locks
+WHERE key = :key AND refused IS NULL ORDER BY id
+
+-- name: grant_lock
+UPDATE locks SET granted_at = :now WHERE id = :id
+
+-- name: answer_lock
+-- A wait answered while its run may be running: the run's suspension in this same lease
+-- epoch then finds it (newer_signal) and is due at once.
+UPDATE locks SET granted_at = CASE WHEN :refused IS NULL THEN :now ELSE granted_at END,
+    refused = :refused,
+    answered_epoch = (SELECT lease_epoch FROM runs WHERE run_id = locks.run_id)
+WHERE id = :id
+
+-- name: refuse_lock
+UPDATE locks SET refused = :refused WHERE id = :id
+
+-- name: waiting_locks_of_run
+SELECT id, key, mode FROM locks
+WHERE run_id = :run_id AND granted_at IS NULL AND refused IS NULL ORDER BY id
+
+-- name: run_started
+SELECT run_id, created_at FROM runs WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+
+-- name: delete_lock
+DELETE FROM locks WHERE id = :id
+
+-- name: delete_run_key_locks
+DELETE FROM locks WHERE run_id = :run_id AND key = :key
+
+-- name: run_lock_keys
+SELECT DISTINCT key FROM locks WHERE run_id = :run_id
+
+-- name: delete_run_locks
+DELETE FROM locks WHERE run_id = :run_id
+
+-- name: locks_of_key
+SELECT l.*, r.status AS run_status FROM locks l LEFT JOIN runs r ON r.run_id = l.run_id
+WHERE l.key = :key ORDER BY l.id
+
+-- name: list_locks
+SELECT l.*, r.status AS run_status FROM locks l LEFT JOIN runs r ON r.run_id = l.run_id
+WHERE :prefix IS NULL OR (l.key >= :prefix AND l.key < :prefix_end)
+ORDER BY l.key, l.id LIMIT :limit

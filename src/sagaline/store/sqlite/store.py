@@ -27,6 +27,7 @@ from sagaline.model.errors import (
     DatabaseUnavailableError,
     DiskFullError,
 )
+from sagaline.model.locks import LockAnswer, LockInfo, LockRequest, NewLock
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -58,7 +59,7 @@ from sagaline.store.rows import (
     run_or_undecodable,
     step_from_row,
 )
-from sagaline.store.sqlite import tasks
+from sagaline.store.sqlite import locks, tasks
 from sagaline.store.sqlite.batch import outbox_params, write_batch, write_each
 from sagaline.store.sqlite.check import check_file
 from sagaline.store.sqlite.faults import no_room_for_index, translate
@@ -547,6 +548,32 @@ class SqliteStore:
         rows = await self._call(lambda c: c.execute(_Q["event_wait_topics"]).fetchall())
         return [r[0] for r in rows]
 
+    # -- locks (sagaline.store.sqlite.locks) -----------------------------------------------
+
+    async def request_lock(
+        self, lock: NewLock, row: StepRecord, owner: str, epoch: int
+    ) -> LockAnswer:
+        return await self._tx(lambda c: locks.request(c, lock, row, owner, epoch))
+
+    async def lock_answer(self, run_id: str, seq: int) -> LockAnswer:
+        return await self._call(lambda c: locks.answer(c, run_id, seq))
+
+    async def withdraw_lock(
+        self, run_id: str, seq: int, owner: str, epoch: int, row: StepRecord, event: NewEvent
+    ) -> LockAnswer:
+        return await self._tx(lambda c: locks.withdraw(c, run_id, seq, owner, epoch, row, event))
+
+    async def release_lock(
+        self, run_id: str, key: str, owner: str, epoch: int, row: StepRecord, event: NewEvent
+    ) -> bool:
+        return await self._tx(lambda c: locks.release(c, run_id, key, owner, epoch, row, event))
+
+    async def locks(self, key: str) -> LockInfo:
+        return await self._call(lambda c: locks.locks_of(c, key))
+
+    async def list_locks(self, prefix: str | None = None, limit: int = 1000) -> list[LockRequest]:
+        return await self._call(lambda c: locks.list_locks(c, prefix, limit))
+
     # -- tasks (sagaline.store.sqlite.tasks) -----------------------------------------------
 
     async def create_task(
@@ -608,6 +635,8 @@ class SqliteStore:
                 skip = {**key, "seq": change.skip_step_seq, "skipped": StepStatus.SKIPPED.value}
                 conn.execute(_Q["skip_step"], skip)
             _insert_event(conn, change.run_id, change.event)
+            if change.to_status is not None and change.to_status.is_terminal:
+                locks.release_runs(conn, [change.run_id], change.event.at)
             return run_from_row(row)
 
         return await self._tx(tx)

@@ -1,0 +1,222 @@
+"""Semantic locks on PostgreSQL: each function runs inside a transaction the store opened.
+
+Every lock operation takes one advisory lock first (``lock_ops``), so lock queues change
+one transaction at a time: the wait that closes a cycle sees every other wait of it
+(committed before it got the advisory lock). A wait answered while its run still runs
+locks that run's row first (``answer_lock``), as a task's end does: the run's suspension
+either sees ``answered_epoch`` or is suspended already and gets woken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import asyncpg
+
+from sagaline.model import events as ev
+from sagaline.model import locks as lk
+from sagaline.model.records import NewEvent, StepRecord
+from sagaline.model.status import RunStatus, StepStatus
+from sagaline.store.postgres import batch as _batch
+from sagaline.store.queries import load_queries
+
+_Q = load_queries("sagaline.store.postgres")
+_SUSPENDED = RunStatus.SUSPENDED.value
+
+
+async def _event(conn: asyncpg.Connection, run_id: str, event: NewEvent) -> None:
+    data = json.dumps(event.data)
+    await conn.execute(_Q["insert_event"], run_id, event.at, event.type, event.seq, data)
+
+
+async def _row(conn: asyncpg.Connection, run_id: str, row: StepRecord) -> None:
+    await conn.execute(_Q["upsert_step"], *_batch._step_params(run_id, row))
+
+
+def _answer(found: asyncpg.Record | None) -> lk.LockAnswer:
+    if found is None:
+        return lk.LockAnswer("gone")
+    if found["refused"] is not None:
+        return lk.LockAnswer("deadlock")
+    return lk.LockAnswer("granted" if found["granted_at"] is not None else "waiting")
+
+
+async def _fenced(conn: asyncpg.Connection, run_id: str, owner: str, epoch: int) -> bool:
+    await conn.execute(_Q["lock_ops"])
+    return await conn.fetchval(_Q["task_fence"], run_id, owner, epoch) is not None
+
+
+async def _queue(conn: asyncpg.Connection, key: str) -> list[asyncpg.Record]:
+    return list(await conn.fetch(_Q["lock_queue"], key))
+
+
+async def _wake(
+    conn: asyncpg.Connection, lock_id: int, run_id: str, at: float, why: str | None
+) -> None:
+    await conn.execute(_Q["answer_lock"], lock_id, at, why, run_id)
+    await conn.execute(_Q["wake_for_signal"], run_id, at, _SUSPENDED)
+
+
+async def grant(conn: asyncpg.Connection, key: str, at: float, quiet: str | None = None) -> None:
+    """Grant what may be granted on ``key`` now, and wake those runs; ``quiet`` is the run
+    asking in this transaction, which learns its answer directly."""
+    queue = await _queue(conn, key)
+    runs = {r["id"]: r["run_id"] for r in queue}
+    for lock_id in lk.grantable((r["id"], r["mode"], r["granted_at"] is not None) for r in queue):
+        if runs[lock_id] == quiet:
+            await conn.execute(_Q["grant_lock"], lock_id, at)
+        else:
+            await _wake(conn, lock_id, runs[lock_id], at, None)
+
+
+async def _blockers(conn: asyncpg.Connection, run_id: str) -> list[str]:
+    out: list[str] = []
+    for wait in await conn.fetch(_Q["waiting_locks_of_run"], run_id):
+        queue = [(r["run_id"], r["mode"]) for r in await _queue(conn, wait["key"])]
+        out += lk.blocking(queue, run_id, wait["mode"])
+    return out
+
+
+async def _find_cycle(conn: asyncpg.Connection, start: str) -> list[str] | None:
+    """``lk.find_cycle`` over the database: the wait-for edges are read as it walks."""
+    edges: dict[str, list[str]] = {}
+    frontier = [start]
+    while frontier:
+        run = frontier.pop()
+        if run in edges:
+            continue
+        edges[run] = await _blockers(conn, run)
+        frontier += [b for b in edges[run] if b not in edges]
+    return lk.find_cycle(start, lambda r: edges.get(r, []))
+
+
+async def _break_cycle(conn: asyncpg.Connection, run_id: str, at: float) -> tuple[str, ...] | None:
+    """If ``run_id``'s wait closed a cycle: refuse the youngest run's waits. The cycle when
+    that run is ``run_id`` itself (its wait is refused quietly), else ``None``."""
+    cycle = await _find_cycle(conn, run_id)
+    if cycle is None:
+        return None
+    started = {r["run_id"]: r["created_at"] for r in await conn.fetch(_Q["run_started"], cycle)}
+    loser = lk.victim(cycle, started)
+    waits = await conn.fetch(_Q["waiting_locks_of_run"], loser)
+    for wait in waits:
+        if loser == run_id:  # it learns its answer here
+            await conn.execute(_Q["refuse_lock"], wait["id"], lk.DEADLOCK)
+        else:
+            await _wake(conn, wait["id"], loser, at, lk.DEADLOCK)
+    for key in sorted({w["key"] for w in waits}):
+        await grant(conn, key, at, quiet=run_id)
+    return tuple(cycle) if loser == run_id else None
+
+
+async def request(
+    conn: asyncpg.Connection, lock: lk.NewLock, row: StepRecord, owner: str, epoch: int
+) -> lk.LockAnswer:
+    """Queue ``lock`` and write its step ``row`` as the answer says (granted: SUCCEEDED;
+    waiting or refused: WAITING)."""
+    if not await _fenced(conn, lock.run_id, owner, epoch):
+        return lk.LockAnswer("lost")
+    found = await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq)
+    if found is not None:
+        return _answer(found)
+    if await conn.fetchval(_Q["lock_of_run_key"], lock.run_id, lock.key) is not None:
+        return lk.LockAnswer("duplicate")
+    await conn.execute(_Q["insert_lock"], lock.key, lock.run_id, lock.seq, lock.mode, lock.at)
+    await grant(conn, lock.key, lock.at, quiet=lock.run_id)
+    answer = _answer(await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq))
+    if answer.state == "waiting":
+        cycle = await _break_cycle(conn, lock.run_id, lock.at)
+        if cycle is not None:
+            await _row(conn, lock.run_id, row)
+            return lk.LockAnswer("deadlock", cycle)
+        answer = _answer(await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq))
+    if answer.state == "granted":
+        await _row(conn, lock.run_id, dataclasses.replace(row, status=StepStatus.SUCCEEDED))
+        acquired = ev.LockAcquired(key=lock.key, mode=lock.mode)
+        await _event(conn, lock.run_id, NewEvent(acquired, lock.at, lock.seq))
+        return answer
+    queue = [(r["run_id"], r["mode"]) for r in await _queue(conn, lock.key)]
+    behind = sorted(set(lk.blocking(queue, lock.run_id, lock.mode)))
+    await _row(conn, lock.run_id, row)
+    waiting = ev.LockWaiting(key=lock.key, mode=lock.mode, behind=behind)
+    await _event(conn, lock.run_id, NewEvent(waiting, lock.at, lock.seq))
+    return answer
+
+
+async def answer(conn: asyncpg.Connection, run_id: str, seq: int) -> lk.LockAnswer:
+    return _answer(await conn.fetchrow(_Q["lock_request"], run_id, seq))
+
+
+async def withdraw(
+    conn: asyncpg.Connection,
+    run_id: str,
+    seq: int,
+    owner: str,
+    epoch: int,
+    row: StepRecord,
+    event: NewEvent,
+) -> lk.LockAnswer:
+    """A wait that timed out leaves the queue (``gone``) unless it was answered first."""
+    if not await _fenced(conn, run_id, owner, epoch):
+        return lk.LockAnswer("lost")
+    found = await conn.fetchrow(_Q["lock_request"], run_id, seq)
+    current = _answer(found)
+    if current.state != "waiting":
+        return current
+    assert found is not None
+    await conn.execute(_Q["delete_lock"], found["id"])
+    await grant(conn, found["key"], event.at)
+    await _row(conn, run_id, row)
+    await _event(conn, run_id, event)
+    return lk.LockAnswer("gone")
+
+
+async def release(
+    conn: asyncpg.Connection,
+    run_id: str,
+    key: str,
+    owner: str,
+    epoch: int,
+    row: StepRecord,
+    event: NewEvent,
+) -> bool:
+    if not await _fenced(conn, run_id, owner, epoch):
+        return False
+    await conn.execute(_Q["delete_run_key_locks"], run_id, key)
+    await grant(conn, key, event.at)
+    await _row(conn, run_id, row)
+    await _event(conn, run_id, event)
+    return True
+
+
+async def release_runs(conn: asyncpg.Connection, run_ids: list[str], at: float) -> None:
+    """Every lock of runs that ended goes, and what waited for them is granted. The caller
+    took ``lock_ops`` before any run row (see the module's docstring)."""
+    for run_id in run_ids:
+        keys = {r["key"] for r in await conn.fetch(_Q["delete_run_locks"], run_id)}
+        for key in sorted(keys):
+            await grant(conn, key, at)
+
+
+def _request(r: asyncpg.Record) -> lk.LockRequest:
+    return lk.LockRequest(
+        key=r["key"],
+        run_id=r["run_id"],
+        seq=r["seq"],
+        mode=r["mode"],
+        requested_at=r["requested_at"],
+        granted_at=r["granted_at"],
+        refused=r["refused"],
+        run_status=r["run_status"],
+    )
+
+
+async def locks_of(conn: asyncpg.Connection, key: str) -> lk.LockInfo:
+    return lk.LockInfo.of(key, [_request(r) for r in await conn.fetch(_Q["locks_of_key"], key)])
+
+
+async def list_locks(
+    conn: asyncpg.Connection, prefix: str | None, limit: int
+) -> list[lk.LockRequest]:
+    return [_request(r) for r in await conn.fetch(_Q["list_locks"], prefix, limit)]
