@@ -88,3 +88,17 @@ async def sequence(who: str, key: str) -> str:
         await reserve(who, "second")
         await sagaline.wait_for_signal("go")
     return who
+
+
+@step(name="l.ship", pivot=True, retry=FAST)
+async def ship(who: str) -> str:
+    LEDGER.append(f"ship:{who}")
+    return f"t-{who}"
+
+
+@workflow(name="l.ship_then_fail")
+async def ship_then_fail(who: str, key: str) -> str:
+    async with sagaline.lock(key):
+        await ship(who)
+        await explode(who)
+    return who

@@ -259,3 +259,33 @@ async def test_lock_outside_a_workflow_says_where_it_works() -> None:
 def test_errors_are_exported() -> None:
     assert issubclass(DeadlockError, sagaline.SagalineError)
     assert issubclass(LockTimeoutError, sagaline.SagalineError)
+
+
+async def test_cancelling_a_run_parked_after_its_pivot_releases_its_lock(engine: Engine) -> None:
+    await engine.start(s.ship_then_fail, "a", "order:8", run_id="a")
+    await until(engine, "a", RunStatus.FAILED_AFTER_PIVOT)
+    await engine.start(s.quick, "b", "order:8", None, run_id="b")
+    await waiting_for(engine, "order:8", "b")
+    holders = (await engine.locks("order:8")).holders
+    assert [(h.run_id, h.run_status) for h in holders] == [("a", "FAILED_AFTER_PIVOT")]
+    await engine.cancel("a", reason="shipped by hand")  # closes the run: nothing undone
+    await until(engine, "b", RunStatus.COMPLETED)
+    assert (await engine.get_run("a")).status is RunStatus.CANCELLED
+    assert (await engine.locks("order:8")).free
+
+
+async def test_cancelling_a_run_that_waits_for_a_lock_takes_it_out_of_the_queue(
+    engine: Engine,
+) -> None:
+    await engine.start(s.hold, "a", "order:9", "exclusive", run_id="a")
+    await until(engine, "a", RunStatus.SUSPENDED)
+    for who in ("b", "c"):
+        await engine.start(s.quick, who, "order:9", None, run_id=who)
+        await until(engine, who, RunStatus.SUSPENDED)
+    await waiting_for(engine, "order:9", "b", "c")
+    await engine.cancel("b")
+    await until(engine, "b", RunStatus.CANCELLED)
+    await waiting_for(engine, "order:9", "c")
+    await engine.signal("a", "go")
+    await until(engine, "c", RunStatus.COMPLETED)
+    assert "reserve:b:order:9" not in s.LEDGER
