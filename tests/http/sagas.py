@@ -6,6 +6,7 @@ compensated), ``stuck`` also fails the release (the run parks in COMPENSATION_FA
 
 from __future__ import annotations
 
+import sagaline
 from sagaline import NonRetryable, RetryPolicy, step, wait_for_signal, workflow
 
 ONCE = RetryPolicy(max_attempts=1)
@@ -54,3 +55,10 @@ async def approval(item: str) -> str:
 @workflow(name="http-pair")
 async def pair(a: int, b: int = 2) -> int:
     return a + b
+
+
+@workflow(name="http-locked")
+async def locked(item: str) -> str:
+    async with sagaline.lock(f"order:{item.split('-')[0]}"):
+        approved: str = await wait_for_signal("approved")
+    return approved

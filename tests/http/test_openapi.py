@@ -42,6 +42,8 @@ def test_the_document_is_served_and_valid_openapi_3_1(server: Server) -> None:
         "/tasks/{task_id}/heartbeat",
         "/tasks/{task_id}/complete",
         "/tasks/{task_id}/fail",
+        "/locks",
+        "/locks/{key}",
     }
 
 

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp
 from sagaline.engine.engine import Engine
 from sagaline.http import problems, ui
 from sagaline.http.guard import BodyLimit, Guard, SecurityHeaders
+from sagaline.http.locks import LockRoutes
 from sagaline.http.metrics import metrics
 from sagaline.http.problems import Problem
 from sagaline.http.routes import Api, json
@@ -98,7 +99,10 @@ def create_app(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            Mount("/api/v1", routes=[*TaskRoutes(engine).routes(), *api.routes()]),
+            Mount(
+                "/api/v1",
+                routes=[*TaskRoutes(engine).routes(), *LockRoutes(engine).routes(), *api.routes()],
+            ),
             *ui.ui_routes(engine, sessions, stopping),
         ],
         exception_handlers={

@@ -9,6 +9,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from sagaline.http.locks import paths as lock_paths
+from sagaline.http.locks import schemas as lock_schemas
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 Json = dict[str, Any]
@@ -492,6 +494,7 @@ def document() -> Json:
                 }
             },
             **_task_paths(),
+            **lock_paths(UNAUTHENTICATED, INVALID),
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -527,6 +530,7 @@ def document() -> Json:
                 "CompleteRequest": COMPLETE,
                 "FailRequest": FAIL,
                 "TaskAnswered": ANSWERED,
+                **lock_schemas(),
             },
         },
     }
