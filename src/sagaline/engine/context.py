@@ -316,6 +316,8 @@ class RunContext:
         del self.publishes[:published]
         if messages:
             self.rt.outbox_written()
+        if cp.release_locks:
+            self.rt.wake()  # what waited for this run's locks may be this process's
         if change is not None and change.status.is_settled:
             self.settled = dataclasses.replace(
                 self.run,

@@ -119,6 +119,8 @@ async def _request(
         )
     if answer.state == "granted":
         row = _with(row, StepStatus.SUCCEEDED)
+    else:
+        rt.wake()  # a deadlock's victim may have been woken
     ctx.records[row.seq] = row
     ctx.recorded(call, row)
     if answer.state == "deadlock":
@@ -163,6 +165,7 @@ async def _wait(ctx: RunContext, call: Call, key: str, rec: StepRecord) -> None:
             )
         except Exception as exc:
             raise _interrupted(ctx, exc) from exc
+        rt.wake()  # leaving the queue may have let others in
         if answer.state == "gone":  # withdrawn: the FAILED row landed with it
             ctx.records[timed_out.seq] = timed_out
             ctx.recorded(call, timed_out)
@@ -206,6 +209,7 @@ async def release(key: str) -> None:
         raise _interrupted(ctx, exc) from exc
     if not ok:
         raise LostLease(ctx.run.run_id)
+    rt.wake()  # a waiter this process runs may have got the key
     ctx.records[row.seq] = row
     ctx.recorded(call, row)
 

@@ -56,6 +56,7 @@ async def _wake(
 ) -> None:
     await conn.execute(_Q["answer_lock"], lock_id, at, why, run_id)
     await conn.execute(_Q["wake_for_signal"], run_id, at, _SUSPENDED)
+    await conn.execute(_Q["notify"], "")  # workers elsewhere look for due runs
 
 
 async def grant(conn: asyncpg.Connection, key: str, at: float, quiet: str | None = None) -> None:
