@@ -29,8 +29,10 @@ from sagaline.model.errors import (
 )
 from sagaline.model.events import Event
 from sagaline.model.history import Call, Cursor, History
+from sagaline.model.locks import NewLock, ReleaseLock
 from sagaline.model.records import (
     Checkpoint,
+    CommitResult,
     NewEvent,
     NewRun,
     OutboxMessage,
@@ -247,8 +249,9 @@ class RunContext:
         unless_cancelled: bool = False,
         outbox: Iterable[OutboxMessage] = (),
         via: StoreTransaction | None = None,
-    ) -> None:
-        """Commit progress under this worker's lease.
+        lock_ops: Iterable[NewLock | ReleaseLock] = (),
+    ) -> CommitResult:
+        """Commit progress under this worker's lease; what the store answered.
 
         Raises:
             LostLease: another worker owns the run now.
@@ -280,13 +283,14 @@ class RunContext:
             messages,
             unless_cancelled and self.pivot is None,
             release_locks=change is not None and change.status.is_terminal and self.has_locks(),
+            lock_ops=list(lock_ops),
         )
         if via is not None:  # a transactional step's own transaction: one try, the caller's
             result = await via.write(cp)
             if not result.landed:
                 raise LostLease(self.run.run_id)  # rolls the transaction back
             self._landed(cp, change, len(publishes), messages)
-            return
+            return result
         for attempt in range(1, REJECTED_TRIES + 1):
             try:
                 result = await self.rt.committer.commit(cp)
@@ -305,6 +309,7 @@ class RunContext:
                 raise CancelRun()  # the workflow's publishes stay pending, for the unwinding
             raise LostLease(self.run.run_id)
         self._landed(cp, change, len(publishes), messages)
+        return result
 
     def _landed(
         self,
@@ -316,7 +321,7 @@ class RunContext:
         del self.publishes[:published]
         if messages:
             self.rt.outbox_written()
-        if cp.release_locks:
+        if cp.release_locks or cp.lock_ops:
             self.rt.wake()  # what waited for this run's locks may be this process's
         if change is not None and change.status.is_settled:
             self.settled = dataclasses.replace(

@@ -95,33 +95,40 @@ async def acquire(
     await _wait(ctx, call, key, rec)
 
 
+def _holds(ctx: RunContext, key: str) -> bool:
+    """Whether this run holds (or waits for) ``key`` by its own history."""
+    holding = False
+    for rec in sorted(ctx.records.values(), key=lambda r: r.seq):
+        if rec.name != key:
+            continue
+        if rec.kind is StepKind.LOCK:
+            holding = rec.status in (StepStatus.SUCCEEDED, StepStatus.WAITING)
+        elif rec.kind is StepKind.UNLOCK:
+            holding = False
+    return holding
+
+
 async def _request(
     ctx: RunContext, call: Call, key: str, mode: str, seconds: float | None
 ) -> StepRecord:
-    """Queue the request; the step row as the store answered it (WAITING or SUCCEEDED)."""
+    """Queue the request with its WAITING row, in one checkpoint (so a batch of runs'
+    requests shares one commit); the row as the store answered it (WAITING or SUCCEEDED)."""
     rt = ctx.rt
-    started = rt.clock()
-    deadline = None if seconds is None else started + seconds
-    output = rt.codec.encode_json({"mode": mode, "deadline": deadline}, "lock wait")
-    row = ctx.row(call, StepKind.LOCK, key, StepStatus.WAITING, output=output)
-    await ctx.ensure_lease()
-    request = lk.NewLock(key, ctx.run.run_id, call.seq, mode, started)
-    try:
-        answer = await rt.store.request_lock(request, row, rt.owner, ctx.run.lease_epoch)
-    except Exception as exc:
-        raise _interrupted(ctx, exc) from exc
-    if answer.state == "lost":
-        raise LostLease(ctx.run.run_id)
-    if answer.state == "duplicate":
+    if _holds(ctx, key):
         raise SagalineError(
             f"run {ctx.run.run_id!r} already holds or waits for lock {key!r}; a run takes "
             f"each key once at a time (release it first, or take it once around both uses)"
         )
+    started = rt.clock()
+    deadline = None if seconds is None else started + seconds
+    output = rt.codec.encode_json({"mode": mode, "deadline": deadline}, "lock wait")
+    row = ctx.row(call, StepKind.LOCK, key, StepStatus.WAITING, output=output)
+    request = lk.NewLock(key, ctx.run.run_id, call.seq, mode, started)
+    result = await ctx.checkpoint(steps=[row], lock_ops=[request])
+    answer = result.locks[0] if result.locks else lk.LockAnswer("waiting")
     if answer.state == "granted":
         row = _with(row, StepStatus.SUCCEEDED)
-    else:
-        rt.wake()  # a deadlock's victim may have been woken
-    ctx.records[row.seq] = row
+        ctx.records[row.seq] = row
     ctx.recorded(call, row)
     if answer.state == "deadlock":
         await _refuse(ctx, call, key, row, list(answer.cycle))
@@ -198,20 +205,10 @@ async def release(key: str) -> None:
     call = ctx.begin(StepKind.UNLOCK, key)
     if call.recorded is not None:
         return
-    rt = ctx.rt
     row = ctx.row(call, StepKind.UNLOCK, key, StepStatus.SUCCEEDED)
     event = ctx.event(ev.LockReleased(key=key), call.seq)
-    try:
-        ok = await rt.store.release_lock(
-            ctx.run.run_id, key, rt.owner, ctx.run.lease_epoch, row, event
-        )
-    except Exception as exc:
-        raise _interrupted(ctx, exc) from exc
-    if not ok:
-        raise LostLease(ctx.run.run_id)
-    rt.wake()  # a waiter this process runs may have got the key
-    ctx.records[row.seq] = row
-    ctx.recorded(call, row)
+    release = lk.ReleaseLock(key, ctx.run.run_id, event.at)
+    await ctx.finish(call, row, event, lock_ops=[release])
 
 
 class lock:

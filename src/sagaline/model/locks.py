@@ -89,6 +89,15 @@ class NewLock:
 
 
 @dataclass(frozen=True)
+class ReleaseLock:
+    """A run gives ``key`` back (its durable call ``seq`` recorded it)."""
+
+    key: str
+    run_id: str
+    at: float
+
+
+@dataclass(frozen=True)
 class LockRequest:
     """One run's place in one key's queue."""
 
@@ -128,7 +137,7 @@ class LockInfo:
 class LockAnswer:
     """What the store decided about a lock request, or found when asked again."""
 
-    state: Literal["granted", "waiting", "deadlock", "duplicate", "lost", "gone"]
+    state: Literal["granted", "waiting", "deadlock", "lost", "gone"]
     cycle: tuple[str, ...] = ()
     """For ``deadlock``: the runs that waited on each other, this one first."""
 

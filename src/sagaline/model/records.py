@@ -8,6 +8,7 @@ from typing import Any
 
 from sagaline.model import events
 from sagaline.model.events import Event
+from sagaline.model.locks import LockAnswer, NewLock, ReleaseLock
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 
@@ -208,6 +209,9 @@ class Checkpoint:
     release_locks: bool = False
     """The run ends here and has taken semantic locks: they go with this checkpoint, and
     what waited for them is granted."""
+    lock_ops: list[NewLock | ReleaseLock] = field(default_factory=list)
+    """Semantic lock requests and releases, applied in this checkpoint's transaction after
+    its step rows; each request's answer comes back in ``CommitResult.locks``."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +223,8 @@ class CommitResult:
     rejected: str | None = None
     """The database refused this checkpoint for a reason of its own (its message); nothing
     of it was written, and the other checkpoints of its batch were not affected."""
+    locks: tuple[LockAnswer, ...] = ()
+    """The answers to the checkpoint's lock requests, in order."""
 
 
 @dataclass(frozen=True)

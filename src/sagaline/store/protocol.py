@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sagaline.model.locks import LockAnswer, LockInfo, LockRequest, NewLock
+from sagaline.model.locks import LockAnswer, LockInfo, LockRequest
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -403,19 +403,6 @@ class Store(Protocol):
     async def event_wait_topics(self) -> list[str]:
         """Every topic some run waits on: what a restarted engine subscribes to."""
 
-    async def request_lock(
-        self, lock: NewLock, row: StepRecord, owner: str, epoch: int
-    ) -> LockAnswer:
-        """Queue ``lock`` (fenced by the run's lease) and say what became of it: granted
-        (``row`` written SUCCEEDED, with a LockAcquired event), waiting (``row`` written
-        WAITING, with LockWaiting), ``deadlock`` (the wait closed a cycle and this run is
-        its youngest: refused, ``row`` WAITING for the engine to fail), ``duplicate`` (the
-        run holds or waits for the key already; nothing written) or ``lost``.
-
-        A wait that closes a cycle whose youngest run is another one refuses that run's
-        wait instead and wakes it. Idempotent by (run, seq).
-        """
-
     async def lock_answer(self, run_id: str, seq: int) -> LockAnswer:
         """Where the run's request number ``seq`` stands now (``gone`` if not queued)."""
 
@@ -424,12 +411,6 @@ class Store(Protocol):
     ) -> LockAnswer:
         """A wait that timed out leaves the queue with its FAILED ``row`` (``gone``), unless
         it was answered first (that answer, nothing written); ``lost`` without the lease."""
-
-    async def release_lock(
-        self, run_id: str, key: str, owner: str, epoch: int, row: StepRecord, event: NewEvent
-    ) -> bool:
-        """Drop the run's holding of ``key`` and grant what waited; ``False`` when the
-        lease is lost (nothing written)."""
 
     async def locks(self, key: str) -> LockInfo:
         """Who holds ``key`` and who waits for it, in order (empty for a free key)."""

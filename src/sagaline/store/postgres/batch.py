@@ -80,9 +80,10 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     """A few set-based statements, the fence first: a checkpoint whose writer lost the
     lease matches nothing there, and nothing of it is written; nor of one that lands only
     unless the run was cancelled, when it was (the fence reads the flag from the locked row)."""
-    ending = [cp for cp in batch if cp.release_locks]
-    if ending:  # before any run row: the order every lock operation keeps
-        await conn.execute(_Q["lock_ops"])
+    ending = [cp.run_id for cp in batch if cp.release_locks]
+    keys = [op.key for cp in batch for op in cp.lock_ops]
+    if ending or keys:  # the queues' advisory locks before any run row, as everywhere
+        await locks.take(conn, [*keys, *(await locks.keys_of(conn, ending) if ending else [])])
     fenced = await conn.fetch(
         _Q["fence"],
         [cp.run_id for cp in batch],
@@ -126,6 +127,10 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     consumed = [pair for cp in landed for pair in cp.consumed_signals]
     if consumed:
         await conn.executemany(_Q["consume_signal"], consumed)
+    answers = {}
+    for cp in landed:
+        if cp.lock_ops:
+            answers[id(cp)] = await locks.apply(conn, cp.lock_ops)
     changes = [
         (
             cp.run_id,
@@ -159,7 +164,14 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
         at = max(max((ev.at for ev in cp.events), default=0.0) for cp in landed)
         await locks.release_runs(conn, ended, at)
     return [
-        CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
+        CommitResult(
+            cp.run_id,
+            _lands(cp, cancel),
+            cancel.get(cp.run_id, False),
+            None,
+            answers.get(id(cp), ()),
+        )
+        for cp in batch
     ]
 
 
@@ -174,7 +186,7 @@ def _fast(batch: Sequence[Checkpoint]) -> bool:
     if len({cp.run_id for cp in batch}) != len(batch):
         return False
     for cp in batch:
-        if cp.new_runs or cp.consumed_signals or cp.outbox or cp.release_locks:
+        if cp.new_runs or cp.consumed_signals or cp.outbox or cp.release_locks or cp.lock_ops:
             return False
         ch = cp.change
         if ch is not None and (

@@ -1,16 +1,18 @@
 """Semantic locks on PostgreSQL: each function runs inside a transaction the store opened.
 
-Every lock operation takes one advisory lock first (``lock_ops``), so lock queues change
-one transaction at a time: the wait that closes a cycle sees every other wait of it
-(committed before it got the advisory lock). A wait answered while its run still runs
-locks that run's row first (``answer_lock``), as a task's end does: the run's suspension
-either sees ``answered_epoch`` or is suspended already and gets woken.
+A transaction that changes a key's queue holds that key's advisory lock (:func:`take`,
+sorted keys, before any run row), so a queue changes one transaction at a time and
+uncontended keys never wait on each other. A wait that must look for a cycle takes one
+more advisory lock (``lock_walk``) after writing its own wait: of two waits that close a
+cycle together, the second to get it sees the first, committed. A wait answered while its
+run still runs locks that run's row first (``answer_lock``), as a task's end does: the
+run's suspension either sees ``answered_epoch`` or is suspended already and gets woken.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
+from collections.abc import Iterable
 
 import asyncpg
 
@@ -42,9 +44,15 @@ def _answer(found: asyncpg.Record | None) -> lk.LockAnswer:
     return lk.LockAnswer("granted" if found["granted_at"] is not None else "waiting")
 
 
-async def _fenced(conn: asyncpg.Connection, run_id: str, owner: str, epoch: int) -> bool:
-    await conn.execute(_Q["lock_ops"])
-    return await conn.fetchval(_Q["task_fence"], run_id, owner, epoch) is not None
+async def take(conn: asyncpg.Connection, keys: Iterable[str]) -> None:
+    """The advisory locks of ``keys``, in sorted order (so transactions never wait on
+    each other in a circle)."""
+    for key in sorted(set(keys)):
+        await conn.execute(_Q["lock_key"], key)
+
+
+async def keys_of(conn: asyncpg.Connection, run_ids: list[str]) -> list[str]:
+    return [r["key"] for r in await conn.fetch(_Q["run_lock_keys"], run_ids)]
 
 
 async def _queue(conn: asyncpg.Connection, key: str) -> list[asyncpg.Record]:
@@ -92,15 +100,29 @@ async def _find_cycle(conn: asyncpg.Connection, start: str) -> list[str] | None:
     return lk.find_cycle(start, lambda r: edges.get(r, []))
 
 
+async def _try_take(conn: asyncpg.Connection, keys: list[str]) -> bool:
+    for key in sorted(set(keys)):
+        if not await conn.fetchval(_Q["try_lock_key"], key):
+            return False
+    return True
+
+
 async def _break_cycle(conn: asyncpg.Connection, run_id: str, at: float) -> tuple[str, ...] | None:
     """If ``run_id``'s wait closed a cycle: refuse the youngest run's waits. The cycle when
     that run is ``run_id`` itself (its wait is refused quietly), else ``None``."""
+    await conn.execute(_Q["lock_walk"])
     cycle = await _find_cycle(conn, run_id)
     if cycle is None:
         return None
     started = {r["run_id"]: r["created_at"] for r in await conn.fetch(_Q["run_started"], cycle)}
     loser = lk.victim(cycle, started)
     waits = await conn.fetch(_Q["waiting_locks_of_run"], loser)
+    if loser != run_id and not await _try_take(conn, [w["key"] for w in waits]):
+        # Another transaction is changing the youngest run's queues right now: rather than
+        # wait for it holding this key (which could close a cycle of transactions), the
+        # run that closed the cycle of waits gives way.
+        loser = run_id
+        waits = await conn.fetch(_Q["waiting_locks_of_run"], loser)
     for wait in waits:
         if loser == run_id:  # it learns its answer here
             await conn.execute(_Q["refuse_lock"], wait["id"], lk.DEADLOCK)
@@ -111,38 +133,44 @@ async def _break_cycle(conn: asyncpg.Connection, run_id: str, at: float) -> tupl
     return tuple(cycle) if loser == run_id else None
 
 
-async def request(
-    conn: asyncpg.Connection, lock: lk.NewLock, row: StepRecord, owner: str, epoch: int
-) -> lk.LockAnswer:
-    """Queue ``lock`` and write its step ``row`` as the answer says (granted: SUCCEEDED;
-    waiting or refused: WAITING)."""
-    if not await _fenced(conn, lock.run_id, owner, epoch):
-        return lk.LockAnswer("lost")
+async def request(conn: asyncpg.Connection, lock: lk.NewLock) -> lk.LockAnswer:
+    """Queue ``lock``, in a checkpoint that wrote its WAITING step row (fenced already, the
+    key's advisory lock taken): granted at once turns the row SUCCEEDED."""
     found = await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq)
     if found is not None:
         return _answer(found)
-    if await conn.fetchval(_Q["lock_of_run_key"], lock.run_id, lock.key) is not None:
-        return lk.LockAnswer("duplicate")
     await conn.execute(_Q["insert_lock"], lock.key, lock.run_id, lock.seq, lock.mode, lock.at)
     await grant(conn, lock.key, lock.at, quiet=lock.run_id)
     answer = _answer(await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq))
     if answer.state == "waiting":
         cycle = await _break_cycle(conn, lock.run_id, lock.at)
         if cycle is not None:
-            await _row(conn, lock.run_id, row)
             return lk.LockAnswer("deadlock", cycle)
         answer = _answer(await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq))
     if answer.state == "granted":
-        await _row(conn, lock.run_id, dataclasses.replace(row, status=StepStatus.SUCCEEDED))
+        await conn.execute(_Q["step_succeeded"], lock.run_id, lock.seq, StepStatus.SUCCEEDED.value)
         acquired = ev.LockAcquired(key=lock.key, mode=lock.mode)
         await _event(conn, lock.run_id, NewEvent(acquired, lock.at, lock.seq))
         return answer
     queue = [(r["run_id"], r["mode"]) for r in await _queue(conn, lock.key)]
     behind = sorted(set(lk.blocking(queue, lock.run_id, lock.mode)))
-    await _row(conn, lock.run_id, row)
     waiting = ev.LockWaiting(key=lock.key, mode=lock.mode, behind=behind)
     await _event(conn, lock.run_id, NewEvent(waiting, lock.at, lock.seq))
     return answer
+
+
+async def apply(
+    conn: asyncpg.Connection, ops: list[lk.NewLock | lk.ReleaseLock]
+) -> tuple[lk.LockAnswer, ...]:
+    """A checkpoint's lock operations, in order; the answers to its requests."""
+    answers = []
+    for op in ops:
+        if isinstance(op, lk.NewLock):
+            answers.append(await request(conn, op))
+        else:
+            await conn.execute(_Q["delete_run_key_locks"], op.run_id, op.key)
+            await grant(conn, op.key, op.at)
+    return tuple(answers)
 
 
 async def answer(conn: asyncpg.Connection, run_id: str, seq: int) -> lk.LockAnswer:
@@ -159,7 +187,10 @@ async def withdraw(
     event: NewEvent,
 ) -> lk.LockAnswer:
     """A wait that timed out leaves the queue (``gone``) unless it was answered first."""
-    if not await _fenced(conn, run_id, owner, epoch):
+    asked = await conn.fetchrow(_Q["lock_request"], run_id, seq)
+    if asked is not None:
+        await take(conn, [asked["key"]])
+    if await conn.fetchval(_Q["task_fence"], run_id, owner, epoch) is None:
         return lk.LockAnswer("lost")
     found = await conn.fetchrow(_Q["lock_request"], run_id, seq)
     current = _answer(found)
@@ -173,27 +204,9 @@ async def withdraw(
     return lk.LockAnswer("gone")
 
 
-async def release(
-    conn: asyncpg.Connection,
-    run_id: str,
-    key: str,
-    owner: str,
-    epoch: int,
-    row: StepRecord,
-    event: NewEvent,
-) -> bool:
-    if not await _fenced(conn, run_id, owner, epoch):
-        return False
-    await conn.execute(_Q["delete_run_key_locks"], run_id, key)
-    await grant(conn, key, event.at)
-    await _row(conn, run_id, row)
-    await _event(conn, run_id, event)
-    return True
-
-
 async def release_runs(conn: asyncpg.Connection, run_ids: list[str], at: float) -> None:
     """Every lock of runs that ended goes, and what waited for them is granted. The caller
-    took ``lock_ops`` before any run row (see the module's docstring)."""
+    took the keys' advisory locks (:func:`take`) before any run row."""
     for run_id in run_ids:
         keys = {r["key"] for r in await conn.fetch(_Q["delete_run_locks"], run_id)}
         for key in sorted(keys):

@@ -43,6 +43,9 @@ RETURNING r.*
 -- name: queue_limit
 SELECT max_concurrency FROM queues WHERE name = $1
 
+-- name: step_succeeded
+UPDATE steps SET status = $3 WHERE run_id = $1 AND seq = $2
+
 -- name: lock_queue
 SELECT pg_advisory_xact_lock(hashtext('sagaline.queue.' || $1))
 
@@ -483,13 +486,22 @@ WHERE t.status = ANY($1::text[]) AND ($2::text IS NULL OR t.queue = $2)
 ORDER BY t.created_at
 
 -- Semantic locks (sagaline.store.postgres.locks; the rules are in sagaline.model.locks).
--- Every lock operation first takes one transaction-scoped advisory lock (lock_ops), before
--- any run row: lock queues change one transaction at a time, so a cycle of waits is always
--- seen by the wait that closes it, and the order (advisory lock, then run rows) is the same
--- everywhere.
+-- A transaction that changes a key's queue first takes that key's advisory lock (lock_key,
+-- keys in sorted order, before any run row), so each queue changes one transaction at a
+-- time; a wait that must look for a cycle also takes lock_walk, so the wait that closes a
+-- cycle sees every other wait of it.
 
--- name: lock_ops
+-- name: lock_key
+SELECT pg_advisory_xact_lock(hashtextextended($1, 7305844021537190656))
+
+-- name: try_lock_key
+SELECT pg_try_advisory_xact_lock(hashtextextended($1, 7305844021537190656))
+
+-- name: lock_walk
 SELECT pg_advisory_xact_lock(7305844021537190656)
+
+-- name: run_lock_keys
+SELECT DISTINCT key FROM locks WHERE run_id = ANY($1::text[])
 
 -- name: lock_request
 SELECT * FROM locks WHERE run_id = $1 AND seq = $2

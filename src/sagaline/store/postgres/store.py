@@ -34,7 +34,7 @@ from sagaline.model.errors import (
     DatabaseUnavailableError,
     DiskFullError,
 )
-from sagaline.model.locks import LockAnswer, LockInfo, LockRequest, NewLock
+from sagaline.model.locks import LockAnswer, LockInfo, LockRequest
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -488,11 +488,6 @@ class PostgresStore:
             async with self._p().acquire() as conn, conn.transaction():
                 return await op(conn)
 
-    async def request_lock(
-        self, lock: NewLock, row: StepRecord, owner: str, epoch: int
-    ) -> LockAnswer:
-        return await self._task_tx(lambda c: locks.request(c, lock, row, owner, epoch))
-
     async def lock_answer(self, run_id: str, seq: int) -> LockAnswer:
         async with self._p().acquire() as conn:
             return await locks.answer(conn, run_id, seq)
@@ -502,13 +497,6 @@ class PostgresStore:
     ) -> LockAnswer:
         return await self._task_tx(
             lambda c: locks.withdraw(c, run_id, seq, owner, epoch, row, event)
-        )
-
-    async def release_lock(
-        self, run_id: str, key: str, owner: str, epoch: int, row: StepRecord, event: NewEvent
-    ) -> bool:
-        return await self._task_tx(
-            lambda c: locks.release(c, run_id, key, owner, epoch, row, event)
         )
 
     async def locks(self, key: str) -> LockInfo:
@@ -635,8 +623,8 @@ class PostgresStore:
         ev = change.event
         ends = change.to_status is not None and change.to_status.is_terminal
         async with self._p().acquire() as conn, conn.transaction():
-            if ends:  # before the run's row: the order every lock operation keeps
-                await conn.execute(_Q["lock_ops"])
+            if ends:  # the queues' advisory locks before the run's row, as everywhere
+                await locks.take(conn, await locks.keys_of(conn, [change.run_id]))
             if change.unless_pivot:
                 # Lock the run first, so that the check of its steps below (a statement of
                 # its own, so a snapshot of its own) sees every commit that got the lock

@@ -103,6 +103,7 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
     consumed = [{"id": i, "seq": seq} for cp in landed for i, seq in cp.consumed_signals]
     if consumed:
         conn.executemany(_Q["consume_signal"], consumed)
+    answers = {id(cp): locks.apply(conn, cp.lock_ops) for cp in landed if cp.lock_ops}
     changes = []
     for cp in landed:
         ch = cp.change
@@ -132,7 +133,14 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
     if ended:
         locks.release_runs(conn, ended, max(_at(cp) for cp in landed))
     return [
-        CommitResult(cp.run_id, _lands(cp, cancel), cancel.get(cp.run_id, False)) for cp in batch
+        CommitResult(
+            cp.run_id,
+            _lands(cp, cancel),
+            cancel.get(cp.run_id, False),
+            None,
+            answers.get(id(cp), ()),
+        )
+        for cp in batch
     ]
 
 

@@ -7,7 +7,6 @@ by that run's suspension in the same epoch (``answered_epoch``, read by ``newer_
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sqlite3
 
@@ -32,12 +31,6 @@ def _event(conn: sqlite3.Connection, run_id: str, event: NewEvent) -> None:
             "seq": event.seq,
             "data": json.dumps(event.data),
         },
-    )
-
-
-def _row(conn: sqlite3.Connection, run_id: str, row: StepRecord, status: StepStatus) -> None:
-    conn.execute(
-        _Q["upsert_step"], _batch._step_params(run_id, dataclasses.replace(row, status=status))
     )
 
 
@@ -99,20 +92,13 @@ def _break_cycle(conn: sqlite3.Connection, run_id: str, at: float) -> tuple[str,
     return tuple(cycle) if loser == run_id else None
 
 
-def request(
-    conn: sqlite3.Connection, lock: lk.NewLock, row: StepRecord, owner: str, epoch: int
-) -> lk.LockAnswer:
-    """Queue ``lock`` and write its step ``row`` as the answer says (granted: SUCCEEDED;
-    waiting or refused: WAITING)."""
-    fence = {"run_id": lock.run_id, "owner": owner, "epoch": epoch}
-    if conn.execute(_Q["run_lease"], fence).fetchone() is None:
-        return lk.LockAnswer("lost")
+def request(conn: sqlite3.Connection, lock: lk.NewLock) -> lk.LockAnswer:
+    """Queue ``lock``, in a checkpoint that wrote its WAITING step row (fenced already):
+    granted at once turns the row SUCCEEDED."""
     mine = {"run_id": lock.run_id, "seq": lock.seq}
     found = conn.execute(_Q["lock_request"], mine).fetchone()
     if found is not None:
         return _answer(found)
-    if conn.execute(_Q["lock_of_run_key"], {"run_id": lock.run_id, "key": lock.key}).fetchone():
-        return lk.LockAnswer("duplicate")
     params = {"key": lock.key, "run_id": lock.run_id, "seq": lock.seq, "mode": lock.mode}
     conn.execute(_Q["insert_lock"], {**params, "at": lock.at})
     grant(conn, lock.key, lock.at, quiet=lock.run_id)
@@ -120,24 +106,32 @@ def request(
     if answer.state == "waiting":
         cycle = _break_cycle(conn, lock.run_id, lock.at)
         if cycle is not None:
-            _row(conn, lock.run_id, row, StepStatus.WAITING)
             return lk.LockAnswer("deadlock", cycle)
         answer = _answer(conn.execute(_Q["lock_request"], mine).fetchone())
     if answer.state == "granted":
-        _row(conn, lock.run_id, row, StepStatus.SUCCEEDED)
-        _event(
-            conn,
-            lock.run_id,
-            NewEvent(ev.LockAcquired(key=lock.key, mode=lock.mode), lock.at, lock.seq),
-        )
+        conn.execute(_Q["step_succeeded"], {**mine, "succeeded": StepStatus.SUCCEEDED.value})
+        acquired = ev.LockAcquired(key=lock.key, mode=lock.mode)
+        _event(conn, lock.run_id, NewEvent(acquired, lock.at, lock.seq))
         return answer
-    behind = lk.blocking(
-        [(r["run_id"], r["mode"]) for r in _queue(conn, lock.key)], lock.run_id, lock.mode
-    )
-    _row(conn, lock.run_id, row, StepStatus.WAITING)
-    waiting = ev.LockWaiting(key=lock.key, mode=lock.mode, behind=sorted(set(behind)))
+    queue = [(r["run_id"], r["mode"]) for r in _queue(conn, lock.key)]
+    behind = sorted(set(lk.blocking(queue, lock.run_id, lock.mode)))
+    waiting = ev.LockWaiting(key=lock.key, mode=lock.mode, behind=behind)
     _event(conn, lock.run_id, NewEvent(waiting, lock.at, lock.seq))
     return answer
+
+
+def apply(
+    conn: sqlite3.Connection, ops: list[lk.NewLock | lk.ReleaseLock]
+) -> tuple[lk.LockAnswer, ...]:
+    """A checkpoint's lock operations, in order; the answers to its requests."""
+    answers = []
+    for op in ops:
+        if isinstance(op, lk.NewLock):
+            answers.append(request(conn, op))
+        else:
+            conn.execute(_Q["delete_run_key_locks"], {"run_id": op.run_id, "key": op.key})
+            grant(conn, op.key, op.at)
+    return tuple(answers)
 
 
 def answer(conn: sqlite3.Connection, run_id: str, seq: int) -> lk.LockAnswer:
@@ -169,27 +163,6 @@ def withdraw(
     conn.execute(_Q["upsert_step"], _batch._step_params(run_id, row))
     _event(conn, run_id, event)
     return lk.LockAnswer("gone")
-
-
-def release(
-    conn: sqlite3.Connection,
-    run_id: str,
-    key: str,
-    owner: str,
-    epoch: int,
-    row: StepRecord,
-    event: NewEvent,
-) -> bool:
-    if (
-        conn.execute(_Q["run_lease"], {"run_id": run_id, "owner": owner, "epoch": epoch}).fetchone()
-        is None
-    ):
-        return False
-    conn.execute(_Q["delete_run_key_locks"], {"run_id": run_id, "key": key})
-    grant(conn, key, event.at)
-    conn.execute(_Q["upsert_step"], _batch._step_params(run_id, row))
-    _event(conn, run_id, event)
-    return True
 
 
 def release_runs(conn: sqlite3.Connection, run_ids: list[str], at: float) -> None:

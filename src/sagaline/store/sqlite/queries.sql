@@ -357,6 +357,9 @@ SELECT id FROM locks WHERE run_id = :run_id AND key = :key AND refused IS NULL
 INSERT OR IGNORE INTO locks (key, run_id, seq, mode, requested_at)
 VALUES (:key, :run_id, :seq, :mode, :at)
 
+-- name: step_succeeded
+UPDATE steps SET status = :succeeded WHERE run_id = :run_id AND seq = :seq
+
 -- name: lock_queue
 SELECT id, run_id, mode, granted_at FROM locks
 WHERE key = :key AND refused IS NULL ORDER BY id

@@ -27,7 +27,7 @@ from sagaline.model.errors import (
     DatabaseUnavailableError,
     DiskFullError,
 )
-from sagaline.model.locks import LockAnswer, LockInfo, LockRequest, NewLock
+from sagaline.model.locks import LockAnswer, LockInfo, LockRequest
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -550,11 +550,6 @@ class SqliteStore:
 
     # -- locks (sagaline.store.sqlite.locks) -----------------------------------------------
 
-    async def request_lock(
-        self, lock: NewLock, row: StepRecord, owner: str, epoch: int
-    ) -> LockAnswer:
-        return await self._tx(lambda c: locks.request(c, lock, row, owner, epoch))
-
     async def lock_answer(self, run_id: str, seq: int) -> LockAnswer:
         return await self._call(lambda c: locks.answer(c, run_id, seq))
 
@@ -562,11 +557,6 @@ class SqliteStore:
         self, run_id: str, seq: int, owner: str, epoch: int, row: StepRecord, event: NewEvent
     ) -> LockAnswer:
         return await self._tx(lambda c: locks.withdraw(c, run_id, seq, owner, epoch, row, event))
-
-    async def release_lock(
-        self, run_id: str, key: str, owner: str, epoch: int, row: StepRecord, event: NewEvent
-    ) -> bool:
-        return await self._tx(lambda c: locks.release(c, run_id, key, owner, epoch, row, event))
 
     async def locks(self, key: str) -> LockInfo:
         return await self._call(lambda c: locks.locks_of(c, key))
