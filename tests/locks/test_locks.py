@@ -216,6 +216,7 @@ async def test_two_runs_waiting_on_each_other_unwind_the_youngest(engine: Engine
     assert "'young' -> 'old' -> 'young'" in young.error["message"]
     assert "undo:young:k2" in s.LEDGER
     assert (await engine.locks("k1")).free and (await engine.locks("k2")).free
+    assert await engine.list_locks() == []  # the refused wait's row went with its run
 
 
 async def test_a_cycle_closed_by_the_oldest_run_still_unwinds_the_youngest(
@@ -237,6 +238,7 @@ async def test_a_cycle_closed_by_the_oldest_run_still_unwinds_the_youngest(
     assert r3.error is not None and r3.error["type"] == "DeadlockError"
     for key in "xyz":
         assert (await engine.locks(key)).free
+    assert await engine.list_locks() == []
 
 
 async def test_locks_are_listed_by_key_prefix(engine: Engine) -> None:

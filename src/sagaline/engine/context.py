@@ -336,8 +336,19 @@ class RunContext:
             self.records[rec.seq] = rec
 
     def has_locks(self) -> bool:
-        """Whether this run ever asked for a semantic lock (its rows go when it ends)."""
-        return any(r.kind is StepKind.LOCK for r in self.records.values())
+        """Whether this run has rows in a lock queue (they go when it ends): a key it took
+        or waits for and did not release, or a wait refused as a deadlock's victim."""
+        if not any(r.kind is StepKind.LOCK for r in self.records.values()):
+            return False  # the common case, without sorting
+        keys: set[str] = set()
+        for rec in sorted(self.records.values(), key=lambda r: r.seq):
+            if rec.kind is StepKind.UNLOCK:
+                keys.discard(rec.name)  # its release dropped every row of the key
+            elif rec.kind is StepKind.LOCK and not (
+                rec.status is StepStatus.FAILED and (rec.error or {}).get("type") != "DeadlockError"
+            ):
+                keys.add(rec.name)  # a timed-out wait left the queue: nothing of it stays
+        return bool(keys)
 
     async def ensure_lease(self) -> None:
         """Before a step or compensation begins: make sure this worker still holds the run.

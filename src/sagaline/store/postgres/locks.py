@@ -136,20 +136,22 @@ async def _break_cycle(conn: asyncpg.Connection, run_id: str, at: float) -> tupl
 async def request(conn: asyncpg.Connection, lock: lk.NewLock) -> lk.LockAnswer:
     """Queue ``lock``, in a checkpoint that wrote its WAITING step row (fenced already, the
     key's advisory lock taken): granted at once turns the row SUCCEEDED."""
-    found = await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq)
-    if found is not None:
-        return _answer(found)
-    await conn.execute(_Q["insert_lock"], lock.key, lock.run_id, lock.seq, lock.mode, lock.at)
-    await grant(conn, lock.key, lock.at, quiet=lock.run_id)
+    acquired = ev.LockAcquired(key=lock.key, mode=lock.mode)
+    granted = await conn.fetchval(
+        _Q["request_lock"],
+        *(lock.key, lock.run_id, lock.seq, lock.mode, lock.at, StepStatus.SUCCEEDED.value),
+        *(acquired.type, json.dumps(acquired.fields())),
+    )
+    if granted is None:  # asked before: where it stands
+        return _answer(await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq))
+    if granted:
+        return lk.LockAnswer("granted")
+    cycle = await _break_cycle(conn, lock.run_id, lock.at)
+    if cycle is not None:
+        return lk.LockAnswer("deadlock", cycle)
     answer = _answer(await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq))
-    if answer.state == "waiting":
-        cycle = await _break_cycle(conn, lock.run_id, lock.at)
-        if cycle is not None:
-            return lk.LockAnswer("deadlock", cycle)
-        answer = _answer(await conn.fetchrow(_Q["lock_request"], lock.run_id, lock.seq))
-    if answer.state == "granted":
+    if answer.state == "granted":  # breaking another run's cycle let this one in
         await conn.execute(_Q["step_succeeded"], lock.run_id, lock.seq, StepStatus.SUCCEEDED.value)
-        acquired = ev.LockAcquired(key=lock.key, mode=lock.mode)
         await _event(conn, lock.run_id, NewEvent(acquired, lock.at, lock.seq))
         return answer
     queue = [(r["run_id"], r["mode"]) for r in await _queue(conn, lock.key)]
@@ -167,8 +169,7 @@ async def apply(
     for op in ops:
         if isinstance(op, lk.NewLock):
             answers.append(await request(conn, op))
-        else:
-            await conn.execute(_Q["delete_run_key_locks"], op.run_id, op.key)
+        elif await conn.fetchval(_Q["release_lock"], op.run_id, op.key):
             await grant(conn, op.key, op.at)
     return tuple(answers)
 

@@ -555,3 +555,32 @@ WHERE l.key = $1 ORDER BY l.id
 SELECT l.*, r.status AS run_status FROM locks l LEFT JOIN runs r ON r.run_id = l.run_id
 WHERE $1::text IS NULL OR left(l.key, length($1::text)) = $1::text
 ORDER BY l.key, l.id LIMIT $2
+
+-- name: request_lock
+-- A request, granted at once when nothing in the key's queue conflicts (the caller holds
+-- the key's advisory lock): its step row turns SUCCEEDED and LockAcquired is written, in
+-- one round trip. No row back: the request was there already.
+WITH g AS (
+    INSERT INTO locks (key, run_id, seq, mode, requested_at, granted_at)
+    SELECT $1::text, $2::text, $3::int, $4::text, $5::float8,
+        CASE WHEN EXISTS (SELECT 1 FROM locks o
+                          WHERE o.key = $1::text AND o.refused IS NULL
+                            AND ($4::text = 'exclusive' OR o.mode = 'exclusive'))
+             THEN NULL ELSE $5::float8 END
+    ON CONFLICT (run_id, seq) DO NOTHING
+    RETURNING granted_at
+), s AS (
+    UPDATE steps SET status = $6::text
+    WHERE run_id = $2::text AND seq = $3::int
+      AND EXISTS (SELECT 1 FROM g WHERE granted_at IS NOT NULL)
+), e AS (
+    INSERT INTO events (run_id, at, type, seq, data)
+    SELECT $2::text, $5::float8, $7::text, $3::int, $8::text FROM g WHERE granted_at IS NOT NULL
+)
+SELECT granted_at IS NOT NULL AS granted FROM g
+
+-- name: release_lock
+-- Whether anyone still waits for the key once this run's holding is gone.
+WITH d AS (DELETE FROM locks WHERE run_id = $1 AND key = $2 RETURNING id)
+SELECT EXISTS (SELECT 1 FROM locks
+               WHERE key = $2 AND run_id <> $1 AND refused IS NULL AND granted_at IS NULL)
