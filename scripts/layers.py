@@ -26,6 +26,7 @@ ORDER = [
     "locks_cli",
     "http",
     "tasks",
+    "tasks_cli",
     "serve_cli",
     "cli",
 ]

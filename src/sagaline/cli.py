@@ -28,6 +28,7 @@ from sagaline.sagas_cli import sagas_app, tracker
 from sagaline.serve_cli import serve, tokens_app
 from sagaline.store import open_store
 from sagaline.store.rows import UndecodableRun
+from sagaline.tasks_cli import tasks_app
 
 T = TypeVar("T")
 console = make_console()
@@ -418,6 +419,7 @@ def worker(
 
 app.add_typer(sagas_app, name="sagas")
 app.add_typer(locks_app, name="locks")
+app.add_typer(tasks_app, name="tasks")
 app.command("tracker")(tracker)
 app.add_typer(tokens_app, name="tokens")
 app.command("serve")(serve)
