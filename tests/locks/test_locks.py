@@ -11,6 +11,9 @@ import pytest
 
 import sagaline
 from sagaline import DeadlockError, Engine, LockTimeoutError, RunStatus
+from sagaline.model.locks import NewLock, ReleaseLock
+from sagaline.model.records import Checkpoint, StepRecord
+from sagaline.model.status import StepKind, StepStatus
 from sagaline.testing import FakeClock
 from tests.conftest import MakeEngine
 from tests.locks import sagas as s
@@ -291,3 +294,41 @@ async def test_cancelling_a_run_that_waits_for_a_lock_takes_it_out_of_the_queue(
     await engine.signal("a", "go")
     await until(engine, "c", RunStatus.COMPLETED)
     assert "reserve:b:order:9" not in s.LEDGER
+
+
+async def test_a_lock_write_from_a_worker_that_lost_the_lease_lands_nothing(
+    engine: Engine,
+) -> None:
+    await engine.start(s.hold, "a", "order:11", "exclusive", run_id="a")
+    await until(engine, "a", RunStatus.SUSPENDED)
+    run = await engine.get_run("a")
+    row = StepRecord(
+        seq=99,
+        name="order:12",
+        kind=StepKind.LOCK,
+        status=StepStatus.WAITING,
+        input=None,
+        output=None,
+        error=None,
+        attempts=0,
+        compensable=False,
+        pivot=False,
+        compensates_seq=None,
+        done_index=99,
+        started_at=run.created_at,
+        finished_at=run.created_at,
+        branch="",
+    )
+    stale = [
+        Checkpoint("a", "a-dead-worker", run.lease_epoch, [row], lock_ops=[request]),
+        Checkpoint("a", "a-dead-worker", run.lease_epoch, lock_ops=[release]),
+    ]
+    for cp in stale:
+        (result,) = await engine.store.commit([cp])
+        assert not result.landed and result.locks == ()
+    assert await engine.list_locks("order:12") == []
+    assert [h.run_id for h in (await engine.locks("order:11")).holders] == ["a"]
+
+
+request = NewLock("order:12", "a", 99, "exclusive", 0.0)
+release = ReleaseLock("order:11", "a", 0.0)
