@@ -65,6 +65,11 @@ class RunQuery:
     """Run ids that start with this (compared by code point, case-sensitive)."""
     before: tuple[float, str] | None = None
 
+    def counted(self) -> bool:
+        """Whether the stores' running counts answer this query's counts by status (no
+        time or id filter: those count by scanning)."""
+        return self.created_after is None and self.created_before is None and not self.prefix
+
     def keyset(self) -> tuple[float, str]:
         """Where the page starts: the cursor, or ``created_before``, whichever is older."""
         start = self.before or NEWEST

@@ -584,3 +584,9 @@ SELECT granted_at IS NOT NULL AS granted FROM g
 WITH d AS (DELETE FROM locks WHERE run_id = $1 AND key = $2 RETURNING id)
 SELECT EXISTS (SELECT 1 FROM locks
                WHERE key = $2 AND run_id <> $1 AND refused IS NULL AND granted_at IS NULL)
+
+-- name: count_runs_fast
+-- Counts from run_counts (kept by triggers): for views that filter by workflow at most.
+SELECT status, sum(n) FROM run_counts
+WHERE ($1::text IS NULL OR workflow = $1::text)
+GROUP BY status HAVING sum(n) > 0

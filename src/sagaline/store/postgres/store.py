@@ -336,8 +336,11 @@ class PostgresStore:
 
     async def count_runs(self, query: RunQuery) -> dict[RunStatus, int]:
         low, high = query.prefix_range()
-        args = (query.workflow, query.created_after, query.created_before, low, high)
-        rows = await self._retry(lambda c: c.fetch(_Q["count_runs"], *args))
+        if query.counted():
+            rows = await self._retry(lambda c: c.fetch(_Q["count_runs_fast"], query.workflow))
+        else:
+            args = (query.workflow, query.created_after, query.created_before, low, high)
+            rows = await self._retry(lambda c: c.fetch(_Q["count_runs"], *args))
         return {RunStatus(r[0]): int(r[1]) for r in rows}
 
     async def child_runs(self, run_id: str) -> list[RunRecord]:

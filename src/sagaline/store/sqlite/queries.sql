@@ -405,3 +405,9 @@ WHERE l.key = :key ORDER BY l.id
 SELECT l.*, r.status AS run_status FROM locks l LEFT JOIN runs r ON r.run_id = l.run_id
 WHERE :prefix IS NULL OR (l.key >= :prefix AND l.key < :prefix_end)
 ORDER BY l.key, l.id LIMIT :limit
+
+-- name: count_runs_fast
+-- Counts from run_counts (kept by triggers): for views that filter by workflow at most.
+SELECT status, sum(n) FROM run_counts
+WHERE (:workflow IS NULL OR workflow = :workflow)
+GROUP BY status HAVING sum(n) > 0

@@ -287,8 +287,10 @@ class SqliteStore:
             "high": high,
         }
 
+        which = "count_runs_fast" if query.counted() else "count_runs"
+
         def q(conn: sqlite3.Connection) -> dict[RunStatus, int]:
-            return {RunStatus(r[0]): int(r[1]) for r in conn.execute(_Q["count_runs"], params)}
+            return {RunStatus(r[0]): int(r[1]) for r in conn.execute(_Q[which], params)}
 
         return await self._call(q)
 
