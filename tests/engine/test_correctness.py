@@ -6,12 +6,16 @@ Every test runs on SQLite and PostgreSQL (the ``make_engine`` fixture)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 
 from sagaline import Engine, InvalidOperationError, RunFailedError, RunStatus
+from sagaline.model.records import Checkpoint, CommitResult
+from sagaline.store import open_store
+from sagaline.store.protocol import Store
 from sagaline.testing import FakeClock
 from tests.conftest import MakeEngine
 from tests.engine import sagas_correctness as c
@@ -309,3 +313,43 @@ async def test_cancelling_a_parent_cancels_and_compensates_its_child(
         assert await settled(engine, "p4") is RunStatus.CANCELLED
         assert (await engine.get_run("p4/2")).status is RunStatus.CANCELLED
     assert c.LEDGER.index("refund:k-c1") < c.LEDGER.index("refund:k-p1")
+
+
+class _CancelJustBeforeSuspending:
+    """Lands a cancel from another client between a run's last step and its suspension.
+
+    That cancel finds the run RUNNING, so it wakes nothing; the suspension that follows
+    must not put the run to sleep on it (it once did, and the cancel was ignored until the
+    awaited signal or child arrived)."""
+
+    def __init__(self, inner: Store, client: Engine, run_id: str) -> None:
+        self._inner, self._client, self._run_id = inner, client, run_id
+        self.url = inner.url
+        self.cancelled = False
+
+    async def commit(self, batch: Sequence[Checkpoint]) -> list[CommitResult]:
+        suspending = any(
+            cp.run_id == self._run_id
+            and cp.change is not None
+            and cp.change.status is RunStatus.SUSPENDED
+            for cp in batch
+        )
+        if suspending and not self.cancelled:
+            self.cancelled = True
+            await self._client.cancel(self._run_id, reason="changed my mind", by="test")
+        return await self._inner.commit(batch)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+async def test_a_cancel_that_lands_just_before_the_run_suspends_is_honoured(
+    make_engine: MakeEngine, store_url: str
+) -> None:
+    async with make_engine(worker=False) as client:
+        wrapper = _CancelJustBeforeSuspending(open_store(store_url), client, "s9")
+        async with make_engine(store=cast(Store, wrapper)) as worker:
+            await worker.start(c.typed_signal, "k-s9", run_id="s9")
+            assert await settled(worker, "s9") is RunStatus.CANCELLED
+        assert wrapper.cancelled
+    assert "refund:k-s9" in c.LEDGER

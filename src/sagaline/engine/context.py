@@ -304,6 +304,8 @@ class RunContext:
             await asyncio.sleep(0.05 * attempt)
         if result.cancel_requested:
             self.request_cancel()
+            if change is not None and change.status is RunStatus.SUSPENDED:
+                self.rt.wake()  # the store left it due at once: claim it back and unwind
         if not result.landed:
             if cp.unless_cancelled and result.cancel_requested:
                 raise CancelRun()  # the workflow's publishes stay pending, for the unwinding

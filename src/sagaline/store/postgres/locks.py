@@ -56,7 +56,7 @@ async def keys_of(conn: asyncpg.Connection, run_ids: list[str]) -> list[str]:
 
 
 async def _queue(conn: asyncpg.Connection, key: str) -> list[asyncpg.Record]:
-    return list(await conn.fetch(_Q["lock_queue"], key))
+    return list(await conn.fetch(_Q["lock_line"], key))
 
 
 async def _wake(

@@ -99,6 +99,8 @@ SET status = $2::text, output = $3, error = $4, updated_at = $5::float8,
     lease_until = CASE WHEN $6::bool THEN NULL ELSE lease_until END,
     wake_at = CASE
         WHEN $2::text <> $10::text THEN NULL
+        -- a cancel accepted while the run still ran woke nothing: it must not sleep on it
+        WHEN cancel_requested THEN $5::float8
         WHEN EXISTS (SELECT 1 FROM signals s
                      WHERE s.run_id = $1 AND s.consumed_seq IS NULL AND s.id > $8::bigint)
             THEN $5::float8
@@ -513,7 +515,7 @@ SELECT id FROM locks WHERE run_id = $1 AND key = $2 AND refused IS NULL
 INSERT INTO locks (key, run_id, seq, mode, requested_at) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (run_id, seq) DO NOTHING
 
--- name: lock_queue
+-- name: lock_line
 SELECT id, run_id, mode, granted_at FROM locks
 WHERE key = $1 AND refused IS NULL ORDER BY id
 

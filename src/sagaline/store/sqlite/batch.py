@@ -116,7 +116,7 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
                 "output": ch.output,
                 "error": None if ch.error is None else json.dumps(ch.error),
                 "release": int(ch.release),
-                "wake_at": _wake_at(conn, cp.run_id, ch, _at(cp)),
+                "wake_at": _wake_at(conn, cp.run_id, ch, _at(cp), cancel.get(cp.run_id, False)),
                 "at": _at(cp),
             }
         )
@@ -150,10 +150,16 @@ def _lands(cp: Checkpoint, cancel: dict[str, bool]) -> bool:
     return cp.run_id in cancel and not (cp.unless_cancelled and cancel[cp.run_id])
 
 
-def _wake_at(conn: sqlite3.Connection, run_id: str, ch: RunChange, at: float) -> float | None:
-    """When a suspending run is due: at once if what it waits for arrived meanwhile."""
+def _wake_at(
+    conn: sqlite3.Connection, run_id: str, ch: RunChange, at: float, cancelled: bool
+) -> float | None:
+    """When a suspending run is due: at once if what it waits for arrived meanwhile, or if
+    a cancel was accepted while it still ran (that cancel woke nothing: the run was not
+    asleep yet, and it must not sleep through it)."""
     if ch.status is not RunStatus.SUSPENDED:
         return None
+    if cancelled:
+        return at
     seen = {"run_id": run_id, "seen": ch.seen_signal_id}
     if conn.execute(_Q["newer_signal"], seen).fetchone() is not None:
         return at

@@ -43,7 +43,7 @@ def _answer(found: sqlite3.Row | None) -> lk.LockAnswer:
 
 
 def _queue(conn: sqlite3.Connection, key: str) -> list[sqlite3.Row]:
-    return list(conn.execute(_Q["lock_queue"], {"key": key}))
+    return list(conn.execute(_Q["lock_line"], {"key": key}))
 
 
 def grant(conn: sqlite3.Connection, key: str, at: float, quiet: str | None = None) -> None:

@@ -360,7 +360,7 @@ VALUES (:key, :run_id, :seq, :mode, :at)
 -- name: step_succeeded
 UPDATE steps SET status = :succeeded WHERE run_id = :run_id AND seq = :seq
 
--- name: lock_queue
+-- name: lock_line
 SELECT id, run_id, mode, granted_at FROM locks
 WHERE key = :key AND refused IS NULL ORDER BY id
 
