@@ -156,7 +156,9 @@ class Client:
 
         A task whose step has no handler is failed as non-retryable, naming the step. While
         a handler runs, the lease is extended every ``heartbeat_every`` seconds (keep it
-        well under the step's ``heartbeat_timeout``); a cancelled run's task is abandoned.
+        well under the step's ``heartbeat_timeout``). When the heartbeat says the run was
+        cancelled, the handler is stopped and the task failed as non-retryable, so that the
+        run, which waits for the answer of a task a worker holds, unwinds at once.
         """
         stop = stop or asyncio.Event()
         while not stop.is_set():
@@ -174,7 +176,11 @@ class Client:
                 await asyncio.wait({work}, timeout=every)
                 if not work.done() and await self.heartbeat(task):
                     work.cancel()
-                    log.info("task %s abandoned: its run was cancelled", task.id)
+                    with contextlib.suppress(BaseException):
+                        await work
+                    why = "its run was cancelled; the handler was stopped"
+                    await self.fail(task, "Cancelled", why, True)
+                    log.info("task %s stopped: its run was cancelled", task.id)
                     return
             try:
                 result = work.result()

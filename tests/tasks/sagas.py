@@ -7,9 +7,11 @@ A task step has no body (``...``), which mypy --strict calls an empty body: henc
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import msgspec
 
-from sagaline import RetryPolicy, step, workflow
+from sagaline import NonRetryable, RetryPolicy, step, workflow
 
 RELEASED: list[str] = []
 """Reservations compensated in this process (the in-process tests read it)."""
@@ -59,3 +61,36 @@ async def slow_checkout(order: Order) -> str:
     reservation = await reserve(order)
     payment = await slow_charge(order)
     return f"{reservation}/{payment.id}"
+
+
+@step(name="tasks.charge_card", task_queue="payments", retry=RetryPolicy(max_attempts=1))
+async def charge_card(order: Order) -> Payment: ...  # type: ignore[empty-body]
+
+
+@charge_card.compensate(
+    name="tasks.refund",
+    task_queue="refunds",
+    retry=RetryPolicy(max_attempts=2, initial=0.01, max_interval=0.02),
+    heartbeat_timeout=timedelta(seconds=5),
+)
+async def refund(order: Order, payment: Payment | None) -> None: ...
+
+
+class Rejected(NonRetryable):
+    pass
+
+
+@step(name="tasks.confirm", retry=RetryPolicy(max_attempts=1))
+async def confirm(order: Order) -> str:
+    if order.amount > 100:
+        raise Rejected(f"order {order.id} over the limit")
+    return f"ok-{order.id}"
+
+
+@workflow(name="tasks-refundable")
+async def refundable(order: Order) -> str:
+    """reserve (in-process, undone in-process), charge (a task, undone by a task), confirm."""
+    reservation = await reserve(order)
+    payment = await charge_card(order)
+    confirmed = await confirm(order)
+    return f"{reservation}/{payment.id}/{confirmed}"

@@ -95,3 +95,26 @@ def test_the_node_worker_completes_a_task(task_server: TaskServer) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     run = task_server.wait_status("js1", "COMPLETED")
     assert run["output"] == "res-js1/node-js1/12"
+
+
+def test_node_workers_charge_then_refund_a_saga_that_fails_later(
+    task_server: TaskServer,
+) -> None:
+    """The charge and its compensation are both tasks, on two queues, run by Node."""
+    node = shutil.which("node")
+    if node is None:
+        missing_service("Node.js is not installed (`.ci/run` installs it)")
+    task_server.start("tasks-refundable", {"id": "js2", "amount": 500}, "js2")
+    for queue in ("payments", "refunds"):
+        done = subprocess.run(
+            [node, str(WORKERS / "node" / "worker.mjs"), queue, "1"],
+            env=env(task_server),
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE + 30,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "completed task" in done.stdout
+    run = task_server.wait_status("js2", "COMPENSATED")
+    kinds = [e["type"] for e in run["timeline"]]
+    assert kinds.count("CompensationSucceeded") == 2  # the refund (Node), then the release

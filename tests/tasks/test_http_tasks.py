@@ -157,5 +157,14 @@ def test_a_heartbeat_tells_the_worker_that_the_run_was_cancelled(
         beat = answer(worker, task, "heartbeat")
         assert beat.status_code == 200, beat.text
         assert beat.json()["cancel_requested"] is True
+        # The run waits for the answer of the task this worker holds (it may have charged)
+        stopped = answer(
+            worker,
+            task,
+            "fail",
+            error={"type": "Cancelled", "message": "stopped"},
+            non_retryable=True,
+        )
+        assert stopped.status_code == 200, stopped.text
     task_server.wait_status("c1", "CANCELLED")
     assert "CompensationSucceeded" in events(task_server, "c1")

@@ -35,6 +35,9 @@ async function post(path, body) {
 const handlers = {
   "tasks.charge": async ({ order }) => ({ id: `node-${order.id}`, amount: order.amount }),
   "tasks.slow_charge": async ({ order }) => ({ id: `node-${order.id}`, amount: order.amount }),
+  "tasks.charge_card": async ({ order }) => ({ id: `node-${order.id}`, amount: order.amount }),
+  // A compensation task: called with the step's arguments and its result; returns nothing.
+  "tasks.refund": async ({ order, payment }) => null,
 };
 
 async function handle(task) {
@@ -44,7 +47,12 @@ async function handle(task) {
     return post(`${task.id}/fail`, { token: task.token, error, non_retryable: true });
   }
   const beat = await post(`${task.id}/heartbeat`, { token: task.token });
-  if (beat.cancel_requested) return console.log(`task ${task.id}: run cancelled, dropped`);
+  if (beat.cancel_requested) {
+    // The run was cancelled: it waits for this answer, so say at once that nothing was done.
+    const error = { type: "Cancelled", message: "the run was cancelled before the work began" };
+    await post(`${task.id}/fail`, { token: task.token, error, non_retryable: true });
+    return console.log(`task ${task.id}: run cancelled, not done`);
+  }
   let result;
   try {
     result = await handler(task.input);

@@ -10,6 +10,7 @@ import inspect
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
@@ -35,6 +36,8 @@ dead and the task goes to another worker."""
 
 _workflows: dict[str, WorkflowDef[Any, Any]] = {}
 _steps: dict[str, StepDef[Any, Any]] = {}
+_task_compensations: dict[str, StepDef[Any, Any]] = {}
+"""Task compensations by their name, to the step they undo."""
 
 
 def default_name(fn: Callable[..., Any]) -> str:
@@ -61,6 +64,16 @@ def _module_of(fn: Callable[..., Any]) -> str:
     return Path(path).stem if path else module
 
 
+def _positive(what: str, option: str, value: float | timedelta | None) -> float | None:
+    """A duration option in seconds (``timedelta`` too); refused unless positive."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not seconds > 0:
+        raise DefinitionError(f"{what}: {option} must be positive (seconds or a timedelta)")
+    return seconds
+
+
 def _register(table: dict[str, Any], kind: str, name: str, definition: Any) -> None:
     existing = table.get(name)
     if existing is not None and default_name(existing.fn) != default_name(definition.fn):
@@ -78,6 +91,34 @@ class CompensationDef:
     is_async: bool
     retry: RetryPolicy
     timeout: float | None
+    task_queue: str | None = None
+    """Set: the undo runs in an external worker that claims it from this queue."""
+    heartbeat_timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
+
+    def param_names(self) -> list[str]:
+        """How a worker sees the undo's arguments: the step's, then the step's result."""
+        return list(inspect.signature(self.fn).parameters)
+
+
+@dataclass(frozen=True)
+class TaskTarget:
+    """What a task's name stands for: a task step, or the task compensation of a step."""
+
+    step: StepDef[Any, Any]
+    compensation: CompensationDef | None = None
+
+    @property
+    def name(self) -> str:
+        return self.step.name if self.compensation is None else self.compensation.name
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self.step.retry if self.compensation is None else self.compensation.retry
+
+    def param_names(self) -> list[str]:
+        if self.compensation is not None:
+            return self.compensation.param_names()
+        return [p.name for p in self.step.signature.params]
 
 
 class StepDef(Generic[P, R]):
@@ -94,7 +135,7 @@ class StepDef(Generic[P, R]):
         compensate_unknown: bool = False,
         transactional: bool = False,
         task_queue: str | None = None,
-        heartbeat_timeout: float | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or default_name(fn)
@@ -116,7 +157,8 @@ class StepDef(Generic[P, R]):
         self.compensation: CompensationDef | None = None
         self.task_queue = task_queue
         """Set: the body runs in an external worker that claims it from this queue."""
-        self.heartbeat_timeout = heartbeat_timeout or DEFAULT_HEARTBEAT_TIMEOUT
+        beat = _positive(f"step {self.name!r}", "heartbeat_timeout", heartbeat_timeout)
+        self.heartbeat_timeout = beat or DEFAULT_HEARTBEAT_TIMEOUT
         """A task's lease: a worker silent for longer is presumed dead, and the task is
         claimable again."""
         if task_queue is not None:
@@ -126,8 +168,6 @@ class StepDef(Generic[P, R]):
                     f"step {self.name!r}: a task step runs in an external worker; it cannot "
                     f"be transactional"
                 )
-        if heartbeat_timeout is not None and heartbeat_timeout <= 0:
-            raise DefinitionError(f"step {self.name!r}: heartbeat_timeout must be positive")
         if timeout is not None and timeout <= 0:
             raise DefinitionError(f"step {self.name!r}: timeout must be positive seconds")
 
@@ -146,7 +186,13 @@ class StepDef(Generic[P, R]):
 
     @overload
     def compensate(
-        self, *, retry: RetryPolicy | None = None, timeout: float | None = None
+        self,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        name: str | None = None,
+        task_queue: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> Callable[[F], F]: ...
 
     def compensate(
@@ -155,11 +201,24 @@ class StepDef(Generic[P, R]):
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
+        name: str | None = None,
+        task_queue: str | None = None,
+        heartbeat_timeout: float | timedelta | None = None,
     ) -> Any:
         """Register the undo of this step, called with the step's arguments and its result.
 
         Returns the function unchanged, so it stays directly callable in unit tests.
+
+        ``task_queue="payments"``: the undo (body ``...``) runs in an external worker that
+        claims it, by ``name``, from that queue, with the step's arguments and its result
+        as input; unwinding suspends until the worker answers, and a failed attempt is
+        retried per ``retry=`` until the run parks in COMPENSATION_FAILED, as in-process.
         """
+        if name is not None:
+            check_name("compensate name", name)
+        if task_queue is not None:
+            check_name("compensate task_queue", task_queue)
+        beat = _positive(f"compensation of {self.name!r}", "heartbeat_timeout", heartbeat_timeout)
 
         def register(comp: Any) -> Any:
             if self.pivot:
@@ -169,13 +228,18 @@ class StepDef(Generic[P, R]):
                 )
             if self.compensation is not None and self.compensation.fn is not comp:
                 raise DefinitionError(f"step {self.name!r} already has a compensation")
-            self.compensation = CompensationDef(
-                name=default_name(comp),
+            definition = CompensationDef(
+                name=name or default_name(comp),
                 fn=comp,
                 is_async=inspect.iscoroutinefunction(comp),
                 retry=retry or DEFAULT_COMPENSATION_RETRY,
                 timeout=timeout,
+                task_queue=task_queue,
+                heartbeat_timeout=beat or DEFAULT_HEARTBEAT_TIMEOUT,
             )
+            if task_queue is not None:
+                _register_task_compensation(definition.name, self)
+            self.compensation = definition
             return comp
 
         return register if fn is None else register(fn)
@@ -258,7 +322,7 @@ def step(
     compensate_unknown: bool = False,
     transactional: Literal[False] = False,
     task_queue: str | None = None,
-    heartbeat_timeout: float | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
 ) -> _StepDecorator: ...
 
 
@@ -273,7 +337,7 @@ def step(
     compensate_unknown: bool = False,
     transactional: bool = False,
     task_queue: str | None = None,
-    heartbeat_timeout: float | None = None,
+    heartbeat_timeout: float | timedelta | None = None,
 ) -> Any:
     """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``.
 
@@ -364,6 +428,31 @@ def get_step(name: str) -> StepDef[Any, Any]:
         return _steps[name]
     except KeyError:
         raise UnknownStepError(name) from None
+
+
+def _register_task_compensation(name: str, step: StepDef[Any, Any]) -> None:
+    """A task compensation's name is what workers dispatch on: unique among task names."""
+    other = _task_compensations.get(name)
+    if (other is not None and other.name != step.name) or (
+        name in _steps and _steps[name].task_queue is not None
+    ):
+        raise DefinitionError(
+            f"task name {name!r} is already used by another task step or compensation; "
+            f"give this compensation another name=..."
+        )
+    _task_compensations[name] = step
+
+
+def get_task_target(name: str) -> TaskTarget:
+    """The task step, or the step whose task compensation, ``name`` is.
+
+    Raises:
+        UnknownStepError: no task of that name in this process's code.
+    """
+    step = _task_compensations.get(name)
+    if step is not None and step.compensation is not None:
+        return TaskTarget(step, step.compensation)
+    return TaskTarget(get_step(name))
 
 
 def workflow_names() -> list[str]:

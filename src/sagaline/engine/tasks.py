@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from sagaline.engine.context import LostLease, RunContext, StoreInterrupted, Suspend
-from sagaline.engine.registry import get_step
+from sagaline.engine.registry import TaskTarget, get_task_target
 from sagaline.model import events as ev
 from sagaline.model.codec import Codec
 from sagaline.model.errors import (
@@ -39,15 +39,25 @@ from sagaline.model.errors import (
 )
 from sagaline.model.records import NewEvent, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
-from sagaline.store.protocol import TASK_CLAIMED, NewTask, Store, TaskFinish, TaskRecord
+from sagaline.store.protocol import (
+    TASK_CLAIMED,
+    NewTask,
+    Store,
+    TaskFinish,
+    TaskRecord,
+    TaskRules,
+)
 
 if TYPE_CHECKING:
-    from sagaline.engine.registry import StepDef
+    from sagaline.engine.registry import CompensationDef, StepDef
 
 LIVE = frozenset({RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUSPENDED})
-"""Runs whose tasks may be claimed and answered: a run that unwinds or ended no longer
+"""Runs whose task steps may be claimed and answered: a run that unwinds or ended no longer
 waits for its task (a cancelled run that is not yet unwinding still takes the answer, and
 then compensates the step, as it would an in-process step in flight)."""
+RULES = TaskRules(step=LIVE, compensation=LIVE | {RunStatus.COMPENSATING})
+"""A task compensation is wanted while its run unwinds: COMPENSATING, or suspended on it
+(and woken, and running again) in between; never once the run parked or ended."""
 POLL_SECONDS = 0.1
 """How often a long-polling claim looks again for a task another process recorded."""
 MESSAGE_LIMIT = 2000
@@ -156,6 +166,144 @@ async def _record(
         raise LostLease(run_id)
 
 
+async def record_compensation(
+    ctx: RunContext,
+    rec: StepRecord,
+    comp: CompensationDef,
+    seq: int,
+    values: list[Any],
+    result: Any,
+) -> None:
+    """The task of ``rec``'s task compensation and its WAITING compensation row, fenced by
+    the run's lease; the unwinding then suspends on it like a step on its task.
+
+    The row's input is what the undo is called with: the step's arguments, then its result
+    (None when the step timed out), named by the compensation's parameters for the worker.
+    """
+    assert comp.task_queue is not None
+    rt = ctx.rt
+    run_id = ctx.run.run_id
+    data = rt.codec.encode([*values, result], f"compensation {comp.name!r} input")
+    await ctx.ensure_lease()
+    now = rt.clock()
+    row = StepRecord(
+        seq=seq,
+        name=comp.name,
+        kind=StepKind.COMPENSATION,
+        status=StepStatus.WAITING,
+        input=data,
+        output=None,
+        error=None,
+        attempts=0,
+        compensable=False,
+        pivot=False,
+        compensates_seq=rec.seq,
+        done_index=0,
+        started_at=now,
+        finished_at=now,
+    )
+    task = NewTask(
+        task_id(run_id, seq), run_id, seq, comp.name, comp.task_queue, comp.heartbeat_timeout, now
+    )
+    started = ctx.event(ev.CompensationStarted(step=rec.name), seq)
+    try:
+        landed = await rt.store.create_task(task, row, rt.owner, ctx.run.lease_epoch, started)
+    except Exception as exc:
+        raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
+    if not landed:
+        raise LostLease(run_id)
+
+
+ABANDONED = "TaskAbandoned"
+LEASE_MARGIN = 0.05
+"""Seconds past a worker's lease that an unwinding run waiting on its task wakes."""
+
+
+async def close_outstanding(ctx: RunContext) -> float | None:
+    """Before a run unwinds, settle the task steps it still waits for; None, or when to
+    wake and look again (a worker holds one of them: what it may have charged must be known
+    before unwinding can pass it by).
+
+    A task no worker holds is closed: nothing happened, the step failed. One whose lease ran
+    out is closed too: its effect is unknown, so it is compensated if its step declares
+    ``compensate_unknown``. One answered meanwhile is read back: a success goes on the
+    stack. One a worker holds is waited for (its answer wakes the run), at most until its
+    lease ends.
+    """
+    rt = ctx.rt
+    run_id = ctx.run.run_id
+    waiting = [
+        rec
+        for rec in ctx.records.values()
+        if rec.kind is StepKind.STEP and rec.status is StepStatus.WAITING and _is_task(rec.name)
+    ]
+    if not waiting:
+        return None
+    wake: float | None = None
+    reread = False
+    failed: list[StepRecord] = []
+    events: list[NewEvent] = []
+    for rec in waiting:
+        try:
+            closing = await rt.store.close_task(
+                task_id(run_id, rec.seq), run_id, rt.owner, ctx.run.lease_epoch
+            )
+        except Exception as exc:
+            raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
+        if closing.state == "lost":
+            raise LostLease(run_id)
+        if closing.state == "claimed":
+            due = rt.clock() + closing.lease_left + LEASE_MARGIN
+            wake = due if wake is None else min(wake, due)
+        elif closing.state == "answered":
+            reread = True
+        else:
+            row = _abandoned(rec, closing.state == "expired", rt.clock())
+            failed.append(row)
+            assert row.error is not None
+            events.append(
+                NewEvent(
+                    ev.StepFailed(step=rec.name, attempts=rec.attempts, error=row.error),
+                    rt.clock(),
+                    rec.seq,
+                )
+            )
+    if reread:
+        for row in await rt.store.load_steps(run_id):
+            if row.seq in ctx.records:
+                ctx.records[row.seq] = row
+    if failed:
+        await ctx.checkpoint(steps=failed, events=events)
+        for row in failed:
+            ctx.records[row.seq] = row
+    return wake
+
+
+def _is_task(step: str) -> bool:
+    try:
+        return get_task_target(step).step.task_queue is not None
+    except UnknownStepError:
+        return False
+
+
+def _abandoned(rec: StepRecord, expired: bool, at: float) -> StepRecord:
+    """The row of a task step its run stopped waiting for."""
+    sdef = get_task_target(rec.name).step
+    if expired:
+        message = (
+            "its worker's lease ran out while the run was unwinding; whether it had its "
+            "effect is unknown"
+        )
+        error: dict[str, Any] = {"type": ABANDONED, "message": message, "unknown": True}
+        compensable = sdef.compensation is not None and sdef.compensate_unknown
+    else:
+        message = "no worker had claimed it when the run began unwinding"
+        error, compensable = {"type": ABANDONED, "message": message}, False
+    return dataclasses.replace(
+        rec, status=StepStatus.FAILED, error=error, compensable=compensable, finished_at=at
+    )
+
+
 # -- the worker side -----------------------------------------------------------------------
 
 
@@ -232,7 +380,7 @@ class TaskService:
         deadline = loop.time() + max(0.0, min(wait_seconds, MAX_WAIT_SECONDS))
         limit = max(1, min(limit, MAX_CLAIM))
         while True:
-            found = await self.store.claim_tasks(queue, worker, limit, LIVE)
+            found = await self.store.claim_tasks(queue, worker, limit, RULES)
             left = deadline - loop.time()
             if found or left <= 0:
                 return [self._claimed(t) for t in found]
@@ -259,7 +407,7 @@ class TaskService:
         where = f"task {task.id!r} input"
         raws = msgspec.json.decode(self.codec.unprotect(task.input, where), type=list[msgspec.Raw])
         try:
-            names = [p.name for p in get_step(task.step).signature.params]
+            names = get_task_target(task.step).param_names()
         except UnknownStepError:
             names = [f"arg{i}" for i in range(len(raws))]
         return dict(zip(names, raws, strict=False))
@@ -284,7 +432,11 @@ class TaskService:
             TaskResultError: ``result`` does not fit the step's return type; the task stays
                 leased to this token (and claimable again when the lease runs out).
         """
-        task, sdef, waiting = await self._leased(task_id, token)
+        task, target, waiting = await self._leased(task_id, token)
+        if target.compensation is not None:
+            await self._compensated(task, target, waiting, token)
+            return
+        sdef = target.step
         where = f"task {task_id!r} result"
         try:
             value = self.codec.decode_json(result, sdef.signature.return_type, where)
@@ -320,10 +472,14 @@ class TaskService:
         Raises:
             TaskNotFoundError, TaskLeaseLostError.
         """
-        task, sdef, waiting = await self._leased(task_id, token)
+        task, target, waiting = await self._leased(task_id, token)
         error = {"type": _clean(error_type) or "Error", "message": _clean(message)}
-        policy = sdef.retry
-        if not non_retryable and task.attempt < policy.max_attempts:
+        sdef, policy = target.step, target.retry
+        retried = not non_retryable and task.attempt < policy.max_attempts
+        if target.compensation is not None:
+            await self._compensation_failed(task, target, waiting, token, error, retried)
+            return retried
+        if retried:
             delay = policy.delay(task.attempt, self.rand())
             failed = ev.StepAttemptFailed(
                 step=sdef.name, attempt=task.attempt, error=error, retry_in=round(delay, 3)
@@ -362,21 +518,69 @@ class TaskService:
     def _event(self, event: ev.Event, seq: int) -> NewEvent:
         return NewEvent(event, self.clock(), seq)
 
-    async def _leased(
-        self, task_id: str, token: str
-    ) -> tuple[TaskRecord, StepDef[Any, Any], StepRecord]:
-        """The task ``token`` holds, its step, and the step's WAITING row."""
+    async def _compensated(
+        self, task: TaskRecord, target: TaskTarget, waiting: StepRecord, token: str
+    ) -> None:
+        """A task compensation done: its row and event; the run, woken, unwinds on."""
+        assert target.compensation is not None
+        row = dataclasses.replace(
+            waiting, status=StepStatus.SUCCEEDED, attempts=task.attempt, finished_at=self.clock()
+        )
+        event = ev.CompensationSucceeded(
+            step=target.step.name, compensation=target.compensation.name, attempts=task.attempt
+        )
+        await self._finish(task.id, token, TaskFinish(row, [self._event(event, task.seq)]))
+
+    async def _compensation_failed(
+        self,
+        task: TaskRecord,
+        target: TaskTarget,
+        waiting: StepRecord,
+        token: str,
+        error: dict[str, Any],
+        retried: bool,
+    ) -> None:
+        """A task compensation's attempt failed: retried after the compensation's backoff,
+        or, out of attempts, its row FAILED; the run, woken, then parks for an operator."""
+        comp, step = target.compensation, target.step.name
+        assert comp is not None
+        if retried:
+            delay = comp.retry.delay(task.attempt, self.rand())
+            failed = ev.CompensationAttemptFailed(
+                step=step,
+                compensation=comp.name,
+                attempt=task.attempt,
+                error=error,
+                retry_in=round(delay, 3),
+            )
+            finish = TaskFinish(None, [self._event(failed, task.seq)], retry_in=delay)
+            await self._finish(task.id, token, finish)
+            return
+        row = dataclasses.replace(
+            waiting,
+            status=StepStatus.FAILED,
+            error=error,
+            attempts=task.attempt,
+            finished_at=self.clock(),
+        )
+        gave_up = ev.CompensationFailed(
+            step=step, compensation=comp.name, attempts=task.attempt, error=error
+        )
+        await self._finish(task.id, token, TaskFinish(row, [self._event(gave_up, task.seq)]))
+
+    async def _leased(self, task_id: str, token: str) -> tuple[TaskRecord, TaskTarget, StepRecord]:
+        """The task ``token`` holds, what it stands for, and its WAITING step row."""
         task = await self.store.load_task(task_id)
         if task is None:
             raise TaskNotFoundError(task_id)
         if task.status != TASK_CLAIMED or task.token != token:
             raise TaskLeaseLostError(task_id)
-        sdef = get_step(task.step)
+        target = get_task_target(task.step)
         rows = [r for r in await self.store.load_steps(task.run_id) if r.seq == task.seq]
         if not rows or rows[0].status is not StepStatus.WAITING:
             raise TaskLeaseLostError(task_id)
-        return task, sdef, rows[0]
+        return task, target, rows[0]
 
     async def _finish(self, task_id: str, token: str, finish: TaskFinish) -> None:
-        if not await self.store.finish_task(task_id, token, finish, LIVE):
+        if not await self.store.finish_task(task_id, token, finish, RULES):
             raise TaskLeaseLostError(task_id)

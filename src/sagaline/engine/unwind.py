@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sagaline.engine import children, steps
+from sagaline.engine import children, steps, tasks
 from sagaline.engine.attempts import Outcome, call_with_retries
 from sagaline.engine.context import RunContext
 from sagaline.engine.pending import Pending as _Pending
@@ -23,6 +23,13 @@ from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> None:
     """Undo what the run did, last completed first; ends, parks or waits on a child."""
+    wake = await tasks.close_outstanding(ctx)
+    if wake is not None:  # a worker holds one of its tasks: wait for its answer first
+        await ctx.checkpoint(
+            events=[ctx.event(ev.RunSuspended(waits=["task in flight"], wake_at=wake))],
+            change=RunChange(RunStatus.SUSPENDED, release=True, wake_at=wake, cancel_seen=True),
+        )
+        return
     records = list(ctx.records.values())
     await children.stop_running(ctx)
     todo = stack.pending_compensations(records)
@@ -45,6 +52,9 @@ async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> Non
             name = f"undo child {child}"
             outcome = Outcome(error is None, None, error, count, started)
             undone = undone or count > 0
+        elif _by_task(rec):
+            await _compensate_by_task(ctx, rec, seq, cause, pending)
+            return
         else:
             name, outcome = await _run_compensation(ctx, rec, seq, started, pending)
             undone = True
@@ -123,6 +133,69 @@ async def _wait_for_child(
         change=RunChange(RunStatus.SUSPENDED, error=cause, release=True, awaited_runs=(child,)),
     )
     ctx.waits.append(waiting)
+
+
+def _by_task(rec: StepRecord) -> bool:
+    """Whether ``rec`` is undone by a task compensation (run in an external worker)."""
+    try:
+        comp = get_step(rec.name).compensation
+    except SagalineError:
+        return False  # the in-process path says what is missing
+    return comp is not None and comp.task_queue is not None
+
+
+async def _compensate_by_task(
+    ctx: RunContext, rec: StepRecord, seq: int, cause: dict[str, Any], pending: _Pending
+) -> None:
+    """Record ``rec``'s compensation as a task and suspend on it; or, once a worker gave it
+    up (its row FAILED by the task service), park the run for an operator."""
+    sdef = get_step(rec.name)
+    comp = sdef.compensation
+    assert comp is not None
+    events, change = pending.take()
+    failed = next(
+        (
+            r
+            for r in ctx.records.values()
+            if r.kind is StepKind.COMPENSATION
+            and r.compensates_seq == rec.seq
+            and r.status is StepStatus.FAILED
+        ),
+        None,
+    )
+    if failed is not None:
+        detail = {
+            "step": rec.name,
+            "compensation": comp.name,
+            "attempts": failed.attempts,
+            "error": failed.error,
+        }
+        parked = RunChange(
+            RunStatus.COMPENSATION_FAILED, error={**cause, "compensation": detail}, release=True
+        )
+        await ctx.checkpoint(events=events, change=parked)
+        return
+    if seq not in ctx.records:  # not yet recorded (a WAITING one is still out)
+        if events or change is not None:
+            await ctx.checkpoint(events=events, change=change)  # RunCompensating first
+            events = []
+        codec = ctx.rt.codec
+        try:
+            values = sdef.signature.decode_args(codec, rec.input or b"[]")
+            result = None  # the step timed out: its result is unknown
+            if rec.status is StepStatus.SUCCEEDED:
+                where = f"step {rec.name!r} result"
+                result = codec.decode(rec.output or b"null", sdef.signature.return_type, where)
+        except SagalineError as exc:
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            outcome = Outcome(False, None, error, 0, ctx.rt.clock())
+            await _record(ctx, rec, seq, comp.name, outcome, cause, pending, None)
+            return
+        await tasks.record_compensation(ctx, rec, comp, seq, values, result)
+    await ctx.checkpoint(
+        events=[*events, ctx.event(ev.RunSuspended(waits=[f"compensation task {comp.name}"]))],
+        change=RunChange(RunStatus.SUSPENDED, error=cause, release=True),
+    )
 
 
 async def _run_compensation(

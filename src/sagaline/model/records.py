@@ -178,6 +178,9 @@ class RunChange:
     """SUSPENDED: wake at once if a signal newer than this arrived meanwhile."""
     awaited_runs: tuple[str, ...] = ()
     """SUSPENDED: wake at once if one of these child runs has already settled."""
+    cancel_seen: bool = False
+    """SUSPENDED: the run knows it was cancelled and sleeps on purpose (it waits for a
+    task in flight to be answered); otherwise a cancel already accepted wakes it at once."""
 
 
 @dataclass

@@ -144,6 +144,41 @@ class NewTask:
 
 
 @dataclass(frozen=True)
+class TaskClosing:
+    """What closing a task its run no longer waits for found (``Store.close_task``).
+
+    ``state``: "closed" (it was waiting: no worker has it), "expired" (claimed, but the
+    lease ran out: its effect is unknown), "claimed" (a worker holds a live lease:
+    ``lease_left`` seconds), "answered" (done: its step row holds the outcome), "missing"
+    (no such task), or "lost" (the closing run's lease is lost: nothing was changed).
+    """
+
+    state: str
+    lease_left: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskRules:
+    """When a task may be claimed and answered, by what its step row is (the engine's rule,
+    applied by the store in the claim's and the answer's own statements).
+
+    ``step``: a task step, while its run is in one of these statuses and has not begun
+    unwinding (no compensation row yet); claimed only while no cancel is requested (a
+    cancelled run in flight still takes the answer, and then compensates the step).
+    ``compensation``: a task compensation, while its run is in one of these statuses,
+    cancelled or not (a cancel is what unwinds it)."""
+
+    step: frozenset[RunStatus]
+    compensation: frozenset[RunStatus]
+
+    def answerable(self, kind: str | None, status: RunStatus, unwinding: bool) -> bool:
+        """Whether a run in ``status`` takes the answer to its task on a ``kind`` row."""
+        if kind == "compensation":
+            return status in self.compensation
+        return kind == "step" and status in self.step and not unwinding
+
+
+@dataclass(frozen=True)
 class TaskRecord:
     """A task as stored; ``input`` is its step row's encoded arguments."""
 
@@ -434,18 +469,25 @@ class Store(Protocol):
         """
 
     async def claim_tasks(
-        self, queue: str, worker: str, limit: int, run_statuses: Collection[RunStatus]
+        self, queue: str, worker: str, limit: int, rules: TaskRules
     ) -> list[TaskRecord]:
         """Lease up to ``limit`` claimable tasks of ``queue`` to ``worker``, oldest first.
 
         Claimable: waiting and available, or claimed with an expired lease (its worker is
-        presumed dead); and the run is in ``run_statuses`` with no cancel asked. Each claim
+        presumed dead); and ``rules`` allow it for its run. Each claim
         counts one more attempt and draws a new token, which fences out the previous one.
         """
 
+    async def close_task(self, task_id: str, run_id: str, owner: str, epoch: int) -> TaskClosing:
+        """Make a task its unwinding run no longer waits for unclaimable and unanswerable,
+        unless a worker holds it (then the run waits for its answer or its lease's end),
+        fenced by the run's lease and serialised with the task's answers."""
+
     async def heartbeat_task(self, task_id: str, token: str) -> tuple[float, bool] | None:
-        """Extend the lease ``token`` holds: ``(lease_until, cancel_requested)``, or None
-        when the token no longer holds the task."""
+        """Extend the lease ``token`` holds: ``(lease_until, stop)``, or None when the token
+        no longer holds the task. ``stop``: the task is a step of a run that was cancelled
+        or began unwinding, so its answer is no longer wanted (a compensation never stops:
+        it is what the unwinding waits for)."""
 
     async def load_task(self, task_id: str) -> TaskRecord | None: ...
 
@@ -454,10 +496,10 @@ class Store(Protocol):
         task_id: str,
         token: str,
         finish: TaskFinish,
-        run_statuses: Collection[RunStatus],
+        rules: TaskRules,
     ) -> bool:
-        """Apply ``finish`` if ``token`` still holds the task and its run is in
-        ``run_statuses``; ``False`` (nothing written) otherwise. Serialised with the run's
+        """Apply ``finish`` if ``token`` still holds the task and ``rules`` let its run take
+        the answer; ``False`` (nothing written) otherwise. Serialised with the run's
         own commits, so a run that suspends while its task finishes is always woken."""
 
     async def list_tasks(self, queue: str | None = None) -> list[TaskRecord]:

@@ -144,6 +144,7 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
             list(cp.change.awaited_runs),
             _SUSPENDED,
             _SETTLED,
+            cp.change.cancel_seen,
         )
         for cp in landed
         if cp.change is not None

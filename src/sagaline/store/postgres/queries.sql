@@ -100,7 +100,7 @@ SET status = $2::text, output = $3, error = $4, updated_at = $5::float8,
     wake_at = CASE
         WHEN $2::text <> $10::text THEN NULL
         -- a cancel accepted while the run still ran woke nothing: it must not sleep on it
-        WHEN cancel_requested THEN $5::float8
+        WHEN cancel_requested AND NOT $12::bool THEN $5::float8
         WHEN EXISTS (SELECT 1 FROM signals s
                      WHERE s.run_id = $1 AND s.consumed_seq IS NULL AND s.id > $8::bigint)
             THEN $5::float8
@@ -148,6 +148,10 @@ WHERE run_id = $1 AND status = ANY($5::text[])
         AND ((s.kind = 'step' AND s.status = ANY($8::text[]))
              OR (s.kind = 'child_result' AND s.status = $9::text))))
 RETURNING *
+
+-- name: delete_task
+-- With the step row an operator's retry deletes: the step's new attempt is a new task.
+DELETE FROM tasks WHERE run_id = $1 AND seq = $2
 
 -- name: delete_step
 DELETE FROM steps WHERE run_id = $1 AND seq = $2
@@ -439,16 +443,23 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (run_id, seq) DO NOTHING
 
 -- name: claim_tasks
--- $1 queue, $2 worker, $3 limit, $4 run statuses, $5 waiting, $6 claimed
+-- $1 queue, $2 worker, $3 limit, $4 step statuses, $5 waiting, $6 claimed,
+-- $7 compensation statuses
 UPDATE tasks t
 SET status = $6, attempt = t.attempt + 1, token = gen_random_uuid()::text, worker = $2,
     lease_until = extract(epoch from clock_timestamp()) + t.lease_seconds
 FROM (
     SELECT d.id FROM tasks d JOIN runs r ON r.run_id = d.run_id
+    JOIN steps s ON s.run_id = d.run_id AND s.seq = d.seq
     WHERE d.queue = $1
       AND ((d.status = $5 AND d.available_at <= extract(epoch from clock_timestamp()))
            OR (d.status = $6 AND d.lease_until < extract(epoch from clock_timestamp())))
-      AND r.status = ANY($4::text[]) AND NOT r.cancel_requested
+      -- a task step while its run runs (not cancelled, not unwinding); a task compensation
+      -- while its run unwinds (sagaline.store.protocol.TaskRules)
+      AND ((s.kind = 'step' AND NOT r.cancel_requested AND r.status = ANY($4::text[])
+            AND NOT EXISTS (SELECT 1 FROM steps c WHERE c.run_id = d.run_id
+                            AND c.kind = 'compensation'))
+           OR (s.kind = 'compensation' AND r.status = ANY($7::text[])))
     ORDER BY d.available_at
     LIMIT $3
     FOR UPDATE OF d SKIP LOCKED
@@ -462,20 +473,36 @@ SELECT t.*, s.input FROM tasks t LEFT JOIN steps s ON s.run_id = t.run_id AND s.
 WHERE t.id = $1
 
 -- name: heartbeat_task
+-- stop: a task step whose run was cancelled or began unwinding (its answer is not wanted)
 UPDATE tasks SET lease_until = extract(epoch from clock_timestamp()) + lease_seconds
 WHERE id = $1 AND token = $2 AND status = $3
-RETURNING lease_until, (SELECT r.cancel_requested FROM runs r WHERE r.run_id = tasks.run_id)
+RETURNING lease_until,
+    EXISTS (SELECT 1 FROM steps s JOIN runs r ON r.run_id = s.run_id
+            WHERE s.run_id = tasks.run_id AND s.seq = tasks.seq AND s.kind = 'step'
+              AND (r.cancel_requested
+                   OR EXISTS (SELECT 1 FROM steps c WHERE c.run_id = tasks.run_id
+                              AND c.kind = 'compensation'))) AS stop
 
 -- name: task_run
 -- The run's row lock orders a task's end against the run's own commits.
-SELECT r.run_id, r.status, r.lease_epoch
+SELECT r.run_id, r.status, r.lease_epoch, s.kind,
+       EXISTS (SELECT 1 FROM steps c WHERE c.run_id = t.run_id
+               AND c.kind = 'compensation') AS unwinding
 FROM tasks t JOIN runs r ON r.run_id = t.run_id
+LEFT JOIN steps s ON s.run_id = t.run_id AND s.seq = t.seq
 WHERE t.id = $1 AND t.token = $2 AND t.status = $3
 FOR UPDATE OF r, t
 
 -- name: task_done
 UPDATE tasks SET status = $2, token = NULL, lease_until = NULL, finished_epoch = $3
 WHERE id = $1
+
+-- name: task_for_close
+SELECT status, lease_until - extract(epoch from clock_timestamp()) AS lease_left
+FROM tasks WHERE id = $1 FOR UPDATE
+
+-- name: task_close
+UPDATE tasks SET status = $2, token = NULL, lease_until = NULL WHERE id = $1
 
 -- name: task_retry
 UPDATE tasks SET status = $2, token = NULL, lease_until = NULL,

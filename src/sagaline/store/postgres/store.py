@@ -59,8 +59,10 @@ from sagaline.store.protocol import (
     NewTask,
     RunQuery,
     StoreTransaction,
+    TaskClosing,
     TaskFinish,
     TaskRecord,
+    TaskRules,
     TokenRecord,
     newest_first,
 )
@@ -516,11 +518,12 @@ class PostgresStore:
         return await self._task_tx(lambda c: tasks.create_task(c, task, row, owner, epoch, event))
 
     async def claim_tasks(
-        self, queue: str, worker: str, limit: int, run_statuses: Collection[RunStatus]
+        self, queue: str, worker: str, limit: int, rules: TaskRules
     ) -> list[TaskRecord]:
-        return await self._task_tx(
-            lambda c: tasks.claim_tasks(c, queue, worker, limit, run_statuses)
-        )
+        return await self._task_tx(lambda c: tasks.claim_tasks(c, queue, worker, limit, rules))
+
+    async def close_task(self, task_id: str, run_id: str, owner: str, epoch: int) -> TaskClosing:
+        return await self._task_tx(lambda c: tasks.close_task(c, task_id, run_id, owner, epoch))
 
     async def heartbeat_task(self, task_id: str, token: str) -> tuple[float, bool] | None:
         return await self._task_tx(lambda c: tasks.heartbeat_task(c, task_id, token))
@@ -534,11 +537,9 @@ class PostgresStore:
         task_id: str,
         token: str,
         finish: TaskFinish,
-        run_statuses: Collection[RunStatus],
+        rules: TaskRules,
     ) -> bool:
-        return await self._task_tx(
-            lambda c: tasks.finish_task(c, task_id, token, finish, run_statuses)
-        )
+        return await self._task_tx(lambda c: tasks.finish_task(c, task_id, token, finish, rules))
 
     async def list_tasks(self, queue: str | None = None) -> list[TaskRecord]:
         return await self._retry(lambda c: tasks.list_tasks(c, queue))
@@ -649,6 +650,7 @@ class PostgresStore:
                 return None
             if change.delete_step_seq is not None:
                 await conn.execute(_Q["delete_step"], change.run_id, change.delete_step_seq)
+                await conn.execute(_Q["delete_task"], change.run_id, change.delete_step_seq)
             if change.skip_step_seq is not None:
                 await conn.execute(
                     _Q["skip_step"], change.run_id, change.skip_step_seq, StepStatus.SKIPPED.value

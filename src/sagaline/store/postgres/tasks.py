@@ -10,7 +10,6 @@ each other's tasks.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
 
 import asyncpg
 
@@ -22,8 +21,10 @@ from sagaline.store.protocol import (
     TASK_DONE,
     TASK_WAITING,
     NewTask,
+    TaskClosing,
     TaskFinish,
     TaskRecord,
+    TaskRules,
 )
 from sagaline.store.queries import load_queries
 
@@ -86,13 +87,36 @@ async def claim_tasks(
     queue: str,
     worker: str,
     limit: int,
-    run_statuses: Collection[RunStatus],
+    rules: TaskRules,
 ) -> list[TaskRecord]:
-    statuses = [s.value for s in run_statuses]
     rows = await conn.fetch(
-        _Q["claim_tasks"], queue, worker, limit, statuses, TASK_WAITING, TASK_CLAIMED
+        _Q["claim_tasks"],
+        queue,
+        worker,
+        limit,
+        [s.value for s in rules.step],
+        TASK_WAITING,
+        TASK_CLAIMED,
+        [s.value for s in rules.compensation],
     )
     return sorted((task_from_row(r) for r in rows), key=lambda t: t.available_at)
+
+
+async def close_task(
+    conn: asyncpg.Connection, task_id: str, run_id: str, owner: str, epoch: int
+) -> TaskClosing:
+    if await conn.fetchval(_Q["task_fence"], run_id, owner, epoch) is None:
+        return TaskClosing("lost")
+    row = await conn.fetchrow(_Q["task_for_close"], task_id)
+    if row is None:
+        return TaskClosing("missing")
+    if row["status"] == TASK_DONE:
+        return TaskClosing("answered")
+    left = float(row["lease_left"] or 0.0)
+    if row["status"] == TASK_CLAIMED and left >= 0:
+        return TaskClosing("claimed", left)
+    await conn.execute(_Q["task_close"], task_id, TASK_DONE)
+    return TaskClosing("closed" if row["status"] == TASK_WAITING else "expired")
 
 
 async def heartbeat_task(
@@ -107,10 +131,12 @@ async def finish_task(
     task_id: str,
     token: str,
     finish: TaskFinish,
-    run_statuses: Collection[RunStatus],
+    rules: TaskRules,
 ) -> bool:
     found = await conn.fetchrow(_Q["task_run"], task_id, token, TASK_CLAIMED)
-    if found is None or RunStatus(found["status"]) not in run_statuses:
+    if found is None or not rules.answerable(
+        found["kind"], RunStatus(found["status"]), bool(found["unwinding"])
+    ):
         return False
     run_id = found["run_id"]
     for event in finish.events:

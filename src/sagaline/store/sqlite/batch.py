@@ -158,7 +158,7 @@ def _wake_at(
     asleep yet, and it must not sleep through it)."""
     if ch.status is not RunStatus.SUSPENDED:
         return None
-    if cancelled:
+    if cancelled and not ch.cancel_seen:
         return at
     seen = {"run_id": run_id, "seen": ch.seen_signal_id}
     if conn.execute(_Q["newer_signal"], seen).fetchone() is not None:

@@ -123,6 +123,10 @@ WHERE run_id = :run_id AND status IN (SELECT value FROM json_each(:from_statuses
              OR (s.kind = 'child_result' AND s.status = :succeeded))))
 RETURNING *
 
+-- name: delete_task
+-- With the step row an operator's retry deletes: the step's new attempt is a new task.
+DELETE FROM tasks WHERE run_id = :run_id AND seq = :seq
+
 -- name: delete_step
 DELETE FROM steps WHERE run_id = :run_id AND seq = :seq
 
@@ -304,11 +308,19 @@ VALUES (:run_id, :seq, :name, :kind, :status, :input, :output, :error, :attempts
         :branch)
 
 -- name: due_tasks
+-- A task step while its run runs (not cancelled, not unwinding); a task compensation while
+-- its run unwinds (sagaline.store.protocol.TaskRules).
 SELECT t.id FROM tasks t JOIN runs r ON r.run_id = t.run_id
+JOIN steps s ON s.run_id = t.run_id AND s.seq = t.seq
 WHERE t.queue = :queue
   AND ((t.status = :waiting AND t.available_at <= :now)
        OR (t.status = :claimed AND t.lease_until < :now))
-  AND r.status IN (SELECT value FROM json_each(:run_statuses)) AND NOT r.cancel_requested
+  AND ((s.kind = 'step' AND NOT r.cancel_requested
+        AND r.status IN (SELECT value FROM json_each(:step_statuses))
+        AND NOT EXISTS (SELECT 1 FROM steps c WHERE c.run_id = t.run_id
+                        AND c.kind = 'compensation'))
+       OR (s.kind = 'compensation'
+           AND r.status IN (SELECT value FROM json_each(:compensation_statuses))))
 ORDER BY t.available_at
 LIMIT :limit
 
@@ -327,13 +339,19 @@ UPDATE tasks SET lease_until = :now + lease_seconds
 WHERE id = :id AND token = :token AND status = :claimed
 
 -- name: task_run
-SELECT t.run_id, r.status, r.cancel_requested, r.lease_epoch, t.lease_until
+SELECT t.run_id, r.status, r.cancel_requested, r.lease_epoch, t.lease_until, s.kind,
+       EXISTS (SELECT 1 FROM steps c WHERE c.run_id = t.run_id
+               AND c.kind = 'compensation') AS unwinding
 FROM tasks t JOIN runs r ON r.run_id = t.run_id
+LEFT JOIN steps s ON s.run_id = t.run_id AND s.seq = t.seq
 WHERE t.id = :id AND t.token = :token AND t.status = :claimed
 
 -- name: task_done
 UPDATE tasks SET status = :done, token = NULL, lease_until = NULL, finished_epoch = :epoch
 WHERE id = :id
+
+-- name: task_close
+UPDATE tasks SET status = :done, token = NULL, lease_until = NULL WHERE id = :id
 
 -- name: task_retry
 UPDATE tasks SET status = :waiting, token = NULL, lease_until = NULL,

@@ -46,8 +46,10 @@ from sagaline.store.protocol import (
     NewTask,
     RunQuery,
     StoreTransaction,
+    TaskClosing,
     TaskFinish,
     TaskRecord,
+    TaskRules,
     TokenRecord,
     newest_first,
 )
@@ -574,11 +576,14 @@ class SqliteStore:
         return await self._tx(lambda c: tasks.create_task(c, task, row, owner, epoch, event))
 
     async def claim_tasks(
-        self, queue: str, worker: str, limit: int, run_statuses: Collection[RunStatus]
+        self, queue: str, worker: str, limit: int, rules: TaskRules
     ) -> list[TaskRecord]:
-        if not await self._call(lambda c: tasks.any_due(c, queue, run_statuses)):
+        if not await self._call(lambda c: tasks.any_due(c, queue, rules)):
             return []
-        return await self._tx(lambda c: tasks.claim_tasks(c, queue, worker, limit, run_statuses))
+        return await self._tx(lambda c: tasks.claim_tasks(c, queue, worker, limit, rules))
+
+    async def close_task(self, task_id: str, run_id: str, owner: str, epoch: int) -> TaskClosing:
+        return await self._tx(lambda c: tasks.close_task(c, task_id, run_id, owner, epoch))
 
     async def heartbeat_task(self, task_id: str, token: str) -> tuple[float, bool] | None:
         return await self._tx(lambda c: tasks.heartbeat_task(c, task_id, token))
@@ -595,9 +600,9 @@ class SqliteStore:
         task_id: str,
         token: str,
         finish: TaskFinish,
-        run_statuses: Collection[RunStatus],
+        rules: TaskRules,
     ) -> bool:
-        return await self._tx(lambda c: tasks.finish_task(c, task_id, token, finish, run_statuses))
+        return await self._tx(lambda c: tasks.finish_task(c, task_id, token, finish, rules))
 
     async def list_tasks(self, queue: str | None = None) -> list[TaskRecord]:
         return await self._call(lambda c: tasks.list_tasks(c, queue))
@@ -623,6 +628,7 @@ class SqliteStore:
             key = {"run_id": change.run_id}
             if change.delete_step_seq is not None:
                 conn.execute(_Q["delete_step"], {**key, "seq": change.delete_step_seq})
+                conn.execute(_Q["delete_task"], {**key, "seq": change.delete_step_seq})
             if change.skip_step_seq is not None:
                 skip = {**key, "seq": change.skip_step_seq, "skipped": StepStatus.SKIPPED.value}
                 conn.execute(_Q["skip_step"], skip)

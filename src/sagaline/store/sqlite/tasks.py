@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
-from collections.abc import Collection
 from typing import Any
 
 from sagaline.model.records import NewEvent, StepRecord
@@ -20,8 +19,10 @@ from sagaline.store.protocol import (
     TASK_DONE,
     TASK_WAITING,
     NewTask,
+    TaskClosing,
     TaskFinish,
     TaskRecord,
+    TaskRules,
 )
 from sagaline.store.queries import load_queries
 from sagaline.store.sqlite.batch import _step_params
@@ -94,21 +95,22 @@ def create_task(
     return True
 
 
-def claim_tasks(
-    conn: sqlite3.Connection,
-    queue: str,
-    worker: str,
-    limit: int,
-    run_statuses: Collection[RunStatus],
-) -> list[TaskRecord]:
-    now = _now(conn)
-    params: dict[str, Any] = {
+def _due(conn: sqlite3.Connection, queue: str, limit: int, rules: TaskRules) -> dict[str, Any]:
+    return {
         "queue": queue,
-        "now": now,
+        "now": _now(conn),
         "limit": limit,
-        "run_statuses": json.dumps([s.value for s in run_statuses]),
+        "step_statuses": json.dumps([s.value for s in rules.step]),
+        "compensation_statuses": json.dumps([s.value for s in rules.compensation]),
         **_STATES,
     }
+
+
+def claim_tasks(
+    conn: sqlite3.Connection, queue: str, worker: str, limit: int, rules: TaskRules
+) -> list[TaskRecord]:
+    params = _due(conn, queue, limit, rules)
+    now = params["now"]
     ids = [r[0] for r in conn.execute(_Q["due_tasks"], params).fetchall()]
     claimed = []
     for task_id in ids:
@@ -119,17 +121,30 @@ def claim_tasks(
     return claimed
 
 
-def any_due(conn: sqlite3.Connection, queue: str, run_statuses: Collection[RunStatus]) -> bool:
+def any_due(conn: sqlite3.Connection, queue: str, rules: TaskRules) -> bool:
     """Whether a claim would find something: read-only, so that workers long-polling an
     empty queue do not take the file's write lock again and again."""
-    params: dict[str, Any] = {
-        "queue": queue,
-        "now": _now(conn),
-        "limit": 1,
-        "run_statuses": json.dumps([s.value for s in run_statuses]),
-        **_STATES,
-    }
-    return conn.execute(_Q["due_tasks"], params).fetchone() is not None
+    return conn.execute(_Q["due_tasks"], _due(conn, queue, 1, rules)).fetchone() is not None
+
+
+def close_task(
+    conn: sqlite3.Connection, task_id: str, run_id: str, owner: str, epoch: int
+) -> TaskClosing:
+    if (
+        conn.execute(_Q["run_lease"], {"run_id": run_id, "owner": owner, "epoch": epoch}).fetchone()
+        is None
+    ):
+        return TaskClosing("lost")
+    row = conn.execute(_Q["select_task"], {"id": task_id}).fetchone()
+    if row is None:
+        return TaskClosing("missing")
+    if row["status"] == TASK_DONE:
+        return TaskClosing("answered")
+    left = (row["lease_until"] or 0.0) - _now(conn)
+    if row["status"] == TASK_CLAIMED and left >= 0:
+        return TaskClosing("claimed", left)
+    conn.execute(_Q["task_close"], {"id": task_id, "done": TASK_DONE})
+    return TaskClosing("closed" if row["status"] == TASK_WAITING else "expired")
 
 
 def heartbeat_task(conn: sqlite3.Connection, task_id: str, token: str) -> tuple[float, bool] | None:
@@ -137,7 +152,8 @@ def heartbeat_task(conn: sqlite3.Connection, task_id: str, token: str) -> tuple[
     if not conn.execute(_Q["heartbeat_task"], {**key, "now": _now(conn)}).rowcount:
         return None
     row = conn.execute(_Q["task_run"], key).fetchone()
-    return float(row["lease_until"]), bool(row["cancel_requested"])
+    stop = row["kind"] == "step" and (bool(row["cancel_requested"]) or bool(row["unwinding"]))
+    return float(row["lease_until"]), stop
 
 
 def finish_task(
@@ -145,11 +161,13 @@ def finish_task(
     task_id: str,
     token: str,
     finish: TaskFinish,
-    run_statuses: Collection[RunStatus],
+    rules: TaskRules,
 ) -> bool:
     key = {"id": task_id, "token": token, **_STATES}
     found = conn.execute(_Q["task_run"], key).fetchone()
-    if found is None or RunStatus(found["status"]) not in run_statuses:
+    if found is None or not rules.answerable(
+        found["kind"], RunStatus(found["status"]), bool(found["unwinding"])
+    ):
         return False
     run_id = found["run_id"]
     now = _now(conn)
