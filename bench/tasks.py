@@ -34,11 +34,10 @@ to its completion being recorded, queueing for a worker included. Sequential:
 completed as seen by this process (polled every 2 ms), and the task saga's two parts from
 its events: task recorded -> completion recorded, completion recorded -> run completed.
 
-On SQLite a completion wakes its run in the database only: ``serve``'s worker picks the
-run up at its next poll (``poll_interval``, 1 s), so there the task form's sagas/s is about
-``--in-flight`` per second whatever the workers, and one task saga takes about a second.
-PostgreSQL's NOTIFY wakes it at once. Claims long-poll the store every 100 ms
-(``engine.tasks.POLL_SECONDS``), which bounds how soon an idle worker sees a new task.
+An answer wakes its run in the serving process at once (``Engine.tasks`` wakes the worker;
+on PostgreSQL NOTIFY also wakes other processes), and a task that process records wakes
+its long-polling claims; tasks recorded by other processes are found by the claim's poll,
+every 100 ms (``engine.tasks.POLL_SECONDS``).
 
 SQLite is a temp file with the engine's defaults; PostgreSQL a fresh schema of ``--pg``.
 Server logs go to the temp directory. Writes ``bench/results/tasks.json``.

@@ -18,7 +18,7 @@ from rich.table import Table
 from sagaline.codecs import from_env
 from sagaline.console import make_console
 from sagaline.engine.engine import Engine
-from sagaline.engine.tasks import TaskService, TaskView
+from sagaline.engine.tasks import TaskView
 from sagaline.model.errors import SagalineError
 from sagaline.model.timeline import duration
 from sagaline.plain_usage import PlainUsage
@@ -36,7 +36,7 @@ DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
 def _read(db: str, queue: str | None) -> list[TaskView]:
     async def go() -> list[TaskView]:
         async with Engine(db, worker=False, create=False, payload_codec=from_env()) as engine:
-            return await TaskService(lambda: engine.store, engine.codec, time.time).list(queue)
+            return await engine.tasks.list(queue)
 
     try:
         return asyncio.run(go())

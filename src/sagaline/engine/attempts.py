@@ -196,6 +196,8 @@ async def call_with_retries(
     interrupt: asyncio.Event | None = None,
     before_retry: Callable[[], Awaitable[None]] | None = None,
     probe: Probe | None = None,
+    first_attempt: int = 1,
+    started_at: float | None = None,
 ) -> Outcome:
     """Attempts of ``fn`` per ``policy`` until one succeeds or no retry is left.
 
@@ -205,9 +207,11 @@ async def call_with_retries(
     another attempt, while a timed-out attempt's thread still runs. ``before_retry`` runs
     before each further attempt (after the backoff) and may raise to stop it. ``probe``
     (metrics or tracing on) wraps each attempt in its span and counts it.
+    ``first_attempt`` and ``started_at``: where a retry resumed after a durable backoff
+    (the run slept in the database between two attempts) takes up the count.
     """
-    started_at = rt.clock()
-    attempt = 0
+    started_at = rt.clock() if started_at is None else started_at
+    attempt = first_attempt - 1
     while True:
         attempt += 1
         try:

@@ -25,6 +25,7 @@ from sagaline.engine.metrics import Metrics, Snapshot
 from sagaline.engine.observe import MetricsOption, Observer, TracingOption, build_observer
 from sagaline.engine.registry import WorkflowDef, get_workflow, workflow_names
 from sagaline.engine.runtime import Runtime
+from sagaline.engine.tasks import TaskService
 from sagaline.engine.wake import wait_event
 from sagaline.engine.worker import Worker, new_owner_id
 from sagaline.model import operations
@@ -127,6 +128,10 @@ class Engine:
             (``sagaline[otel]``): on by default when opentelemetry-api is installed, on the
             global tracer provider (a no-op until the application configures an SDK); a
             ``TracerProvider`` is used instead; ``False`` turns them off.
+        durable_backoff_after: a step's retry backoff longer than this many seconds
+            suspends the run in the database (a stored wake-up, no worker memory, any worker
+            takes it up when it is due, a fake clock drives it) instead of sleeping under
+            the lease; shorter ones sleep in memory, which is faster.
         bus: the message bus for choreography: ``nats://host:4222`` (JetStream),
             ``amqp://user:pass@host:5672/`` (RabbitMQ), or an embedded broker in a database,
             ``sqlite:///path/bus.db`` or ``postgresql://...``. With a bus, the engine relays
@@ -162,16 +167,20 @@ class Engine:
         payload_codec: PayloadCodec | None = None,
         metrics: MetricsOption = None,
         tracing: TracingOption = None,
+        durable_backoff_after: float = 30.0,
     ) -> None:
         if concurrency < 1 or lease_seconds <= 0 or poll_interval <= 0:
             raise SagalineError(
                 "concurrency must be at least 1, lease_seconds and poll_interval positive"
             )
+        if not durable_backoff_after >= 0:
+            raise SagalineError("durable_backoff_after must be 0 or more seconds")
         self.url = store.url if store is not None else url or DEFAULT_URL
         self._given_store = store
         self.codec = Codec(max_payload_bytes, payload_codec)
         self._embed_worker = worker
         self._concurrency = concurrency
+        self._durable_backoff_after = durable_backoff_after
         self._lease_seconds = lease_seconds
         self._poll_interval = poll_interval
         self._sync_threads = sync_threads
@@ -179,6 +188,8 @@ class Engine:
         self._clock = clock or time.time
         self._store: Store | None = None
         self._worker: Worker | None = None
+        self._task_arrived = asyncio.Event()
+        self._task_service: TaskService | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._settled: dict[str, asyncio.Event] = {}
         self._final: dict[str, RunRecord] = {}
@@ -223,6 +234,7 @@ class Engine:
                 owner=new_owner_id(),
                 threads=self._threads,
                 lease_seconds=self._lease_seconds,
+                durable_backoff_after=self._durable_backoff_after,
                 clock=self._clock,
                 observer=self._observer,
             )
@@ -230,6 +242,7 @@ class Engine:
                 rt, self._concurrency, self._poll_interval, self._notify, self._queues
             )
             rt.wake = self._worker.wake
+            rt.task_recorded = self._task_arrived.set
             rt.service = self.service
             await self._warn_unknown_workflows()
             await self._worker.start()
@@ -310,6 +323,21 @@ class Engine:
                 "or `await engine.open()`"
             )
         return self._store
+
+    @property
+    def tasks(self) -> TaskService:
+        """What external workers ask of this engine (claim, heartbeat, complete, fail),
+        wired to its worker: an answer wakes the run here at once, and a claim hears of a
+        task this process records without waiting for its next poll."""
+        if self._task_service is None:
+            self._task_service = TaskService(
+                lambda: self.store,
+                self.codec,
+                time.time,
+                wake=lambda: self._worker.wake() if self._worker is not None else None,
+                arrived=self._task_arrived,
+            )
+        return self._task_service
 
     async def _warn_unknown_workflows(self) -> None:
         known = set(workflow_names())

@@ -28,10 +28,15 @@ class Runtime:
     lease_seconds: float
     clock: Callable[[], float] = time.time
     rand: Callable[[], float] = field(default=random)
+    durable_backoff_after: float = 30.0
+    """A step's retry backoff longer than this many seconds suspends the run (a stored
+    wake-up) instead of sleeping in memory under the lease."""
     wake: Callable[[], None] = field(default=lambda: None)
     """Tell this process's worker that a run became claimable (a child asked to unwind)."""
     service: str | None = None
     """The service this engine runs (``Engine(service=...)``): the source of its events."""
+    task_recorded: Callable[[], None] = field(default=lambda: None)
+    """Tell this process's task claims (long polls of the HTTP API) that a task arrived."""
     outbox_written: Callable[[], None] = field(default=lambda: None)
     """Tell the relay that a commit put events in the outbox."""
     watch_event: Callable[[str, str, str], Awaitable[None]] | None = None

@@ -109,27 +109,52 @@ async def call_step(
         return await call_task(ctx, sdef, args, kwargs)
     values = sdef.signature.bind(args, kwargs)
     call = ctx.begin(StepKind.STEP, sdef.name)
-    if call.recorded is not None:
-        return _replay(ctx, sdef, call.recorded)
+    backoff = call.recorded
+    if backoff is not None:
+        if backoff.status is not StepStatus.WAITING:
+            return _replay(ctx, sdef, backoff)
+        retry_at = float((backoff.error or {}).get("retry_at", 0.0))
+        if ctx.rt.clock() < retry_at:  # woken early (a signal, a branch): sleep on
+            ctx.wait(backoff, retry_at)
     data = sdef.signature.encode_args(ctx.rt.codec, values)
     await ctx.ensure_lease()
     ctx.enter_step()
     try:
-        rec = await _run(ctx, sdef, call, values, data)
+        rec = await _run(ctx, sdef, call, values, data, backoff)
     finally:
         ctx.leave_step()
     return _replay(ctx, sdef, rec)
 
 
+class DurableBackoff(Exception):
+    """Raised from a retry's failure report to end the attempts loop: the run sleeps in
+    the database until the next attempt is due, instead of in memory."""
+
+    def __init__(self, attempt: int, error: dict[str, Any], retry_at: float) -> None:
+        super().__init__(f"attempt {attempt} failed; next attempt at {retry_at}")
+        self.attempt, self.error, self.retry_at = attempt, error, retry_at
+
+
 async def _run(
-    ctx: RunContext, sdef: StepDef[Any, Any], call: Call, values: Any, data: bytes
+    ctx: RunContext,
+    sdef: StepDef[Any, Any],
+    call: Call,
+    values: Any,
+    data: bytes,
+    backoff: StepRecord | None = None,
 ) -> StepRecord:
+    """Attempt the step until it succeeds or gives up (``backoff``: the WAITING row of a
+    durable backoff, whose attempts this takes up)."""
     call_args, call_kwargs = sdef.signature.call_parts(values)
     seq = call.seq
     # "Started" is written with the step's first commit (a failed attempt or its end),
     # stamped with when it really started: one commit per step, the audit order kept.
     started: list[NewEvent] = [ctx.event(ev.StepStarted(step=sdef.name), seq)]
     started_at = ctx.rt.clock()
+    first_attempt = 1
+    if backoff is not None:
+        started, started_at, first_attempt = [], backoff.started_at, backoff.attempts + 1
+    durable_after = None if sdef.pivot else ctx.rt.durable_backoff_after
     if sdef.pivot:
         row = _record(ctx, sdef, call, StepStatus.RUNNING, data, None, None, 0, started_at)
         await ctx.checkpoint(steps=[row], events=started, unless_cancelled=True)
@@ -154,6 +179,8 @@ async def _run(
             seq,
         )
         await ctx.checkpoint(events=[*pending_start(), failed])
+        if durable_after is not None and delay > durable_after:
+            raise DurableBackoff(attempt, error, ctx.rt.clock() + delay)
 
     shown: list[asyncio.Task[None]] = []
 
@@ -189,7 +216,15 @@ async def _run(
             interrupt=ctx.interrupt,
             before_retry=ctx.ensure_lease,
             probe=probe,
+            first_attempt=first_attempt,
+            started_at=started_at,
         )
+    except DurableBackoff as sleep:
+        last = {**sleep.error, "retry_at": sleep.retry_at}
+        row = _record(
+            ctx, sdef, call, StepStatus.WAITING, data, None, last, sleep.attempt, started_at
+        )
+        ctx.wait(row, sleep.retry_at)  # raises Suspend: the run sleeps in the database
     finally:
         leave(running)
         for watcher in watchers:

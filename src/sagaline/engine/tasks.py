@@ -17,6 +17,7 @@ past its lease, whose task went to another worker, can change nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import random
@@ -164,6 +165,7 @@ async def _record(
         raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
     if not landed:
         raise LostLease(run_id)
+    rt.task_recorded()
 
 
 async def record_compensation(
@@ -212,6 +214,7 @@ async def record_compensation(
         raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
     if not landed:
         raise LostLease(run_id)
+    rt.task_recorded()
 
 
 ABANDONED = "TaskAbandoned"
@@ -362,11 +365,19 @@ class TaskService:
         codec: Codec,
         clock: Callable[[], float],
         rand: Callable[[], float] = random.random,
+        wake: Callable[[], None] = lambda: None,
+        arrived: asyncio.Event | None = None,
     ) -> None:
+        """``wake``: tell this process's worker that an answer made a run claimable (without
+        it, the run waits for the worker's next poll); ``arrived``: set when this process
+        records a task, so that a long-polling claim looks at once rather than at its next
+        poll (tasks recorded by other processes are found by the poll)."""
         self._store = store
         self.codec = codec
         self.clock = clock
         self.rand = rand
+        self._wake = wake
+        self._arrived = arrived
 
     @property
     def store(self) -> Store:
@@ -379,12 +390,19 @@ class TaskService:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait_seconds, MAX_WAIT_SECONDS))
         limit = max(1, min(limit, MAX_CLAIM))
+        arrived = self._arrived
         while True:
+            if arrived is not None:
+                arrived.clear()  # before looking: a task recorded after this is seen next
             found = await self.store.claim_tasks(queue, worker, limit, RULES)
             left = deadline - loop.time()
             if found or left <= 0:
                 return [self._claimed(t) for t in found]
-            await asyncio.sleep(min(POLL_SECONDS, left))
+            if arrived is None:
+                await asyncio.sleep(min(POLL_SECONDS, left))
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), min(POLL_SECONDS, left))
 
     def _claimed(self, task: TaskRecord) -> ClaimedTask:
         assert task.token is not None
@@ -584,3 +602,5 @@ class TaskService:
     async def _finish(self, task_id: str, token: str, finish: TaskFinish) -> None:
         if not await self.store.finish_task(task_id, token, finish, RULES):
             raise TaskLeaseLostError(task_id)
+        if finish.step is not None:
+            self._wake()  # the run it woke may be this process's to run

@@ -7,6 +7,7 @@ policy; one that gives up parks the run in COMPENSATION_FAILED for an operator.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from sagaline.engine import children, steps, tasks
@@ -56,7 +57,11 @@ async def unwind(ctx: RunContext, cause: dict[str, Any], cancelled: bool) -> Non
             await _compensate_by_task(ctx, rec, seq, cause, pending)
             return
         else:
-            name, outcome = await _run_compensation(ctx, rec, seq, started, pending)
+            try:
+                name, outcome = await _run_compensation(ctx, rec, seq, started, pending)
+            except steps.DurableBackoff as sleep:
+                await _sleep_between_attempts(ctx, rec, seq, cause, pending, sleep)
+                return
             undone = True
         last = i == len(todo) - 1  # the last compensation's commit also ends the run
         ending = _ending(cause, cancelled, undone) if last else None
@@ -198,6 +203,33 @@ async def _compensate_by_task(
     )
 
 
+async def _sleep_between_attempts(
+    ctx: RunContext,
+    rec: StepRecord,
+    seq: int,
+    cause: dict[str, Any],
+    pending: _Pending,
+    sleep: steps.DurableBackoff,
+) -> None:
+    """A compensation backs off longer than the durable threshold: the unwinding sleeps in
+    the database (its WAITING row keeps the attempts and the last error) until it is due."""
+    events, _ = pending.take()
+    comp = get_step(rec.name).compensation
+    name = comp.name if comp is not None else f"compensation of {rec.name}"
+    last = {**sleep.error, "retry_at": sleep.retry_at}
+    waiting = _compensation_row(
+        ctx, rec, seq, name, StepStatus.WAITING, last, sleep.attempt, ctx.rt.clock()
+    )
+    prior = ctx.records.get(seq)
+    if prior is not None:
+        waiting = dataclasses.replace(waiting, started_at=prior.started_at)
+    await ctx.checkpoint(
+        steps=[waiting],
+        events=[*events, ctx.event(ev.RunSuspended(waits=[name], wake_at=sleep.retry_at))],
+        change=RunChange(RunStatus.SUSPENDED, error=cause, release=True, wake_at=sleep.retry_at),
+    )
+
+
 async def _run_compensation(
     ctx: RunContext, rec: StepRecord, seq: int, started: float, pending: _Pending
 ) -> tuple[str, Outcome]:
@@ -226,6 +258,16 @@ async def _run_compensation(
             False, None, {"type": type(exc).__name__, "message": str(exc)}, 0, started
         )
     args, kwargs = sdef.signature.call_parts(values)
+    backoff = ctx.records.get(seq)  # the WAITING row of a durable backoff, to take up
+    if backoff is not None and backoff.status is not StepStatus.WAITING:
+        backoff = None
+    first_attempt = 1
+    if backoff is not None:
+        pending.events.clear()  # started before the sleep: written then
+        retry_at = float((backoff.error or {}).get("retry_at", 0.0))
+        if ctx.rt.clock() < retry_at:
+            raise steps.DurableBackoff(backoff.attempts, backoff.error or {}, retry_at)
+        started, first_attempt = backoff.started_at, backoff.attempts + 1
     await ctx.ensure_lease()
     running = steps.enter(ctx.run.run_id, comp.name, seq, f"compensation:{rec.seq}", True)
 
@@ -244,6 +286,8 @@ async def _run_compensation(
         )
         running.outbox.clear()  # what a failed attempt published never goes out
         await ctx.checkpoint(events=[*events, failed], change=change)
+        if delay > ctx.rt.durable_backoff_after:
+            raise steps.DurableBackoff(attempt, error, ctx.rt.clock() + delay)
 
     observer = ctx.rt.observer
     probe = None if observer is None else observer.probe(ctx, comp.name, "compensation")
@@ -259,6 +303,8 @@ async def _run_compensation(
             on_failure,
             before_retry=ctx.ensure_lease,
             probe=probe,
+            first_attempt=first_attempt,
+            started_at=started,
         )
     finally:
         steps.leave(running)

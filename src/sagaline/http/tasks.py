@@ -9,7 +9,6 @@ open the least.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import msgspec
@@ -25,7 +24,6 @@ from sagaline.engine.tasks import (
     TaskLeaseLostError,
     TaskNotFoundError,
     TaskResultError,
-    TaskService,
 )
 from sagaline.http.auth import Principal, Role
 from sagaline.http.guard import send_problem
@@ -107,7 +105,7 @@ class TaskRoutes:
     """The handlers, bound to one engine."""
 
     def __init__(self, engine: Engine) -> None:
-        self.tasks = TaskService(lambda: engine.store, engine.codec, time.time)
+        self.tasks = engine.tasks
 
     def routes(self) -> list[Route]:
         return [
