@@ -88,10 +88,15 @@ def create_app(
             would otherwise hold a graceful shutdown to its deadline, then end.
     """
 
+    sagas = ui.Sagas(engine.url)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with engine:
-            yield
+            try:
+                yield
+            finally:
+                await sagas.aclose()
 
     api = Api(engine)
     sessions = Sessions()
@@ -103,7 +108,7 @@ def create_app(
                 "/api/v1",
                 routes=[*TaskRoutes(engine).routes(), *LockRoutes(engine).routes(), *api.routes()],
             ),
-            *ui.ui_routes(engine, sessions, stopping),
+            *ui.ui_routes(engine, sessions, stopping, sagas),
         ],
         exception_handlers={
             Problem: on_problem,

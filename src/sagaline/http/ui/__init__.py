@@ -17,14 +17,17 @@ from sagaline.http.sessions import Sessions
 from sagaline.http.ui.actions import Forms
 from sagaline.http.ui.pages import Pages
 from sagaline.http.ui.render import STATIC
+from sagaline.http.ui.sagas import Sagas
 
 PUBLIC = ("/signin",)
 PUBLIC_PREFIXES = ("/static/",)
 """The stylesheet and the script hold no data: the sign-in page needs them."""
 
 
-def ui_routes(engine: Engine, sessions: Sessions, stopping: Callable[[], bool]) -> list[BaseRoute]:
-    pages = Pages(engine, sessions, stopping)
+def ui_routes(
+    engine: Engine, sessions: Sessions, stopping: Callable[[], bool], sagas: Sagas
+) -> list[BaseRoute]:
+    pages = Pages(engine, sessions, stopping, sagas)
     forms = Forms(engine, sessions)
     acting = [
         Route(f"/runs/{{run_id:path}}/{action}", forms.handler(action), methods=["POST"])
@@ -39,8 +42,10 @@ def ui_routes(engine: Engine, sessions: Sessions, stopping: Callable[[], bool]) 
         *acting,
         Route("/runs/{run_id:path}/live", pages.live, methods=["GET"]),
         Route("/runs/{run_id:path}", pages.run, methods=["GET"]),
+        Route("/sagas", sagas.list, methods=["GET"]),
+        Route("/sagas/{correlation_id:path}", sagas.show, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 
 
-__all__ = ["PUBLIC", "PUBLIC_PREFIXES", "ui_routes"]
+__all__ = ["PUBLIC", "PUBLIC_PREFIXES", "Sagas", "ui_routes"]

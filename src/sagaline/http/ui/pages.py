@@ -25,6 +25,7 @@ from sagaline.http.routes import encode_cursor, read_run, run_query
 from sagaline.http.sessions import Session, Sessions
 from sagaline.http.ui.diagram import run_diagram
 from sagaline.http.ui.render import page
+from sagaline.http.ui.sagas import Sagas
 from sagaline.model.advice import advise
 from sagaline.model.errors import RunNotFoundError
 from sagaline.model.records import EventRecord, RunRecord
@@ -79,10 +80,13 @@ def filled(params: QueryParams) -> QueryParams:
 class Pages:
     """The page handlers, bound to one open engine."""
 
-    def __init__(self, engine: Engine, sessions: Sessions, stopping: Callable[[], bool]) -> None:
+    def __init__(
+        self, engine: Engine, sessions: Sessions, stopping: Callable[[], bool], sagas: Sagas
+    ) -> None:
         self.engine = engine
         self.sessions = sessions
         self.stopping = stopping
+        self.sagas = sagas
 
     async def landing(self, request: Request) -> Response:
         store = self.engine.store
@@ -101,6 +105,7 @@ class Pages:
             more=len(parked) > PAGE_SIZE,
             counts=[(s.value, counts.get(s, 0)) for s in RunStatus],
             attention_query=str(QueryParams([("status", s.value) for s in ATTENTION])),
+            stalled=await self.sagas.stalled(),
         )
 
     async def runs(self, request: Request) -> Response:
