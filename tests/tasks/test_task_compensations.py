@@ -203,3 +203,27 @@ async def test_a_task_nobody_claimed_is_closed_when_its_run_is_cancelled(
         assert charge[0].status.value == "FAILED"
         assert charge[0].error is not None and charge[0].error["type"] == "TaskAbandoned"
         assert sagas.RELEASED == ["res-r6"]
+
+
+async def test_a_cancelled_run_sleeps_while_its_refund_is_out(make_engine: MakeEngine) -> None:
+    """It knows it was cancelled: its suspension on the refund must not wake it at once
+    (it once did, and the run was claimed and suspended again hundreds of times a second
+    for as long as the worker took)."""
+    async with make_engine() as engine:
+        tasks = service(engine)
+        await engine.start(sagas.refundable, sagas.Order("r7", 5), run_id="r7")
+        charge = await claim_one(tasks, "payments")
+        await engine.cancel("r7", reason="customer left", by="tests")
+        await tasks.complete(charge.id, charge.token, b'{"id": "pay-r7", "amount": 5}')
+        refund = await refund_task(tasks)
+
+        async def sleeping() -> bool:
+            return await status_of(engine, "r7") is RunStatus.SUSPENDED
+
+        await eventually(sleeping)
+        before = [e.type for e in await engine.history("r7")].count("RunClaimed")
+        await asyncio.sleep(0.5)  # a window to see it stay asleep: nothing may happen in it
+        after = [e.type for e in await engine.history("r7")].count("RunClaimed")
+        assert after - before <= 1, f"claimed {after - before} times while its refund was out"
+        await tasks.complete(refund.id, refund.token, b"null")
+        assert (await engine.wait("r7", timeout=DEADLINE)).status is RunStatus.CANCELLED

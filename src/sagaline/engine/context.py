@@ -266,6 +266,10 @@ class RunContext:
         publishes = list(self.publishes) if via is None else []
         messages = [*(m for _, m in publishes), *outbox]
         events = [*events, *self.published((m for _, m in publishes), None)]
+        if change is not None and change.status is RunStatus.SUSPENDED and self.cancel_requested:
+            # It knows of the cancel and sleeps on purpose (unwinding waits for a task, a
+            # child or a backoff): the store must not wake it at once for that cancel.
+            change = dataclasses.replace(change, cancel_seen=True)
         failure = None if change is None else self._failure_event(change)
         if failure is not None:
             messages.append(failure)
