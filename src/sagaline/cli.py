@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import typer
 from rich.markup import escape
@@ -20,6 +20,7 @@ from sagaline.engine.engine import Engine
 from sagaline.locks_cli import locks_app
 from sagaline.model.advice import advise
 from sagaline.model.errors import SagalineError, UndecodableRowError
+from sagaline.model.rates import QueueRate, describe, parse_rate
 from sagaline.model.records import RunRecord
 from sagaline.model.status import RunStatus
 from sagaline.model.urls import redact
@@ -46,7 +47,9 @@ db_app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 queues_app = typer.Typer(
-    rich_markup_mode=None, help="Queues and their concurrency limits.", no_args_is_help=True
+    rich_markup_mode=None,
+    help="Queues and their limits: runs in flight, and claims a second.",
+    no_args_is_help=True,
 )
 app.add_typer(queues_app, name="queues")
 
@@ -328,24 +331,73 @@ def queue_limit(
     queue: Annotated[str, typer.Argument(metavar="QUEUE", help="The queue's name.")],
     limit: Annotated[
         int | None,
-        typer.Argument(metavar="LIMIT", help="Most runs in flight at once; omit to remove."),
+        typer.Argument(
+            metavar="LIMIT", help="Most runs in flight at once; omit to remove (without --rate)."
+        ),
+    ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate", help="Most claims of runs and tasks: 20/s, 600/m or 100/h; none removes it."
+        ),
+    ] = None,
+    burst: Annotated[
+        int | None,
+        typer.Option("--burst", help="With --rate: most at once (default: a second's worth)."),
     ] = None,
     db: DbOption = DEFAULT_DB,
 ) -> None:
-    """Cap how many runs of QUEUE are in flight across all workers."""
-    _run(db, lambda e: e.set_queue_limit(queue, limit))
-    console.print(
-        escape(f"queue {queue!r}: " + (f"at most {limit} in flight" if limit else "no limit"))
-    )
+    """Cap how many runs of QUEUE are in flight, or how often they are claimed, across all
+    workers and hosts.
+
+    With --rate and no LIMIT, the concurrency limit is left as it is.
+    """
+    if rate is None:
+        if burst is not None:
+            _usage_error("--burst needs --rate, e.g. --rate 20/s --burst 5")
+        _run(db, lambda e: e.set_queue_limit(queue, limit))
+        console.print(
+            escape(f"queue {queue!r}: " + (f"at most {limit} in flight" if limit else "no limit"))
+        )
+        return
+    try:
+        per_second = parse_rate(rate)
+    except ValueError as exc:
+        _usage_error(str(exc))
+    if burst is not None and (per_second is None or burst < 1):
+        _usage_error(f"bad --burst {burst}: give a whole number of at least 1, with a rate")
+
+    async def apply(engine: Engine) -> QueueRate | None:
+        if limit is not None:
+            await engine.set_queue_limit(queue, limit)
+        await engine.set_queue_rate(queue, per_second, burst)
+        return (await engine.queue_rates()).get(queue)
+
+    now = _run(db, apply)
+    said = [f"at most {limit} in flight"] if limit is not None else []
+    said.append("no rate" if now is None else f"at most {describe(now)}")
+    console.print(escape(f"queue {queue!r}: " + ", ".join(said)))
+
+
+def _usage_error(message: str) -> NoReturn:
+    console.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(2)
 
 
 @queues_app.command("list", cls=PlainUsage)
 def queue_list(db: DbOption = DEFAULT_DB) -> None:
-    """Queues that have a concurrency limit."""
-    limits = _run(db, lambda e: e.queue_limits())
-    for name, limit in limits.items():
-        console.print(escape(f"{name}\t{limit}"))
-    if not limits:
+    """Queues that have a concurrency limit or a rate limit."""
+
+    async def read(engine: Engine) -> tuple[dict[str, int], dict[str, QueueRate]]:
+        return await engine.queue_limits(), await engine.queue_rates()
+
+    limits, rates = _run(db, read)
+    for name in sorted(set(limits) | set(rates)):
+        limit = limits.get(name)
+        rate = rates.get(name)
+        shown = "-" if rate is None else describe(rate)
+        console.print(escape(f"{name}\t{'-' if limit is None else limit}\t{shown}"))
+    if not limits and not rates:
         console.print("no queue has a limit")
 
 

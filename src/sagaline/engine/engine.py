@@ -42,6 +42,7 @@ from sagaline.model.errors import (
 )
 from sagaline.model.locks import LockInfo, LockRequest, check_key
 from sagaline.model.names import check_name
+from sagaline.model.rates import QueueRate, check_rate, default_burst
 from sagaline.model.records import (
     EventRecord,
     NewRun,
@@ -560,6 +561,37 @@ class Engine:
 
     async def queue_limits(self) -> dict[str, int]:
         return await self.store.queue_limits()
+
+    async def set_queue_rate(
+        self, queue: str, per_second: float | None, burst: int | None = None
+    ) -> None:
+        """At most ``per_second`` claims a second of ``queue`` across all workers and hosts,
+        at most ``burst`` at once (default: one second's worth, at least 1); None: no rate.
+
+        A token bucket in the database, refilled by the database's clock. Every claim
+        spends a token: a run's first claim, its claim again when it wakes from a
+        suspension (a sleep, a signal, a task's answer) or after a lost lease, and each
+        claim of one of the queue's external tasks. It sits beside the concurrency limit
+        (:meth:`set_queue_limit`); a claim takes the least that either allows.
+
+        Raises:
+            SagalineError: the rate is not positive, or the burst is below 1.
+        """
+        check_name("queue name", queue)
+        if per_second is None:
+            await self.store.set_queue_rate(queue, None)
+            return
+        problem = check_rate(per_second, 1 if burst is None else burst)
+        if problem is not None:
+            raise SagalineError(problem)
+        rate = QueueRate(per_second, default_burst(per_second) if burst is None else burst)
+        await self.store.set_queue_rate(queue, rate)
+        if self._worker is not None:
+            self._worker.wake()
+
+    async def queue_rates(self) -> dict[str, QueueRate]:
+        """The queues that have a rate limit, by name."""
+        return await self.store.queue_rates()
 
     # -- operating ------------------------------------------------------------------------
 

@@ -32,6 +32,8 @@ LONGEST_RETRY = 1.0
 """The claim loop's pauses while claiming fails: they double from FIRST_RETRY up to this.
 A full disk or a restarting database server is tried again often (each try is a query or
 two), so work resumes within about a second of the database's return."""
+RATE_RETRY_FLOOR = 0.001
+"""The shortest pause before claiming again from a queue its rate limit held back."""
 STILL_FAILING_EVERY = 60.0
 """While something keeps failing, a reminder in the log this often (not on every retry)."""
 
@@ -137,6 +139,9 @@ class Worker:
         self.scheduler = Scheduler(rt, self.queues)
         self._next_owner_check = 0.0
         self._backlog = False
+        self._rate_due: float | None = None
+        """When (``time.monotonic``) a queue's rate limit, which cut a claim short, has its
+        next token: the claim loop looks again then rather than at its next poll."""
 
     @property
     def capacity(self) -> int:
@@ -280,6 +285,8 @@ class Worker:
             if at is not None:
                 # Due yet unclaimed (its queue is at its limit, say): look again soon, not hot.
                 timeout = min(timeout, max(at - self.rt.clock(), 0.05))
+        if self._rate_due is not None:
+            timeout = min(timeout, max(self._rate_due - time.monotonic(), RATE_RETRY_FLOOR))
         return timeout
 
     async def _free_dead_owners(self) -> None:
@@ -297,12 +304,14 @@ class Worker:
     async def _claim_once(self) -> None:
         await self._free_dead_owners()
         self._backlog = False
+        self._rate_due = None
         for queue in self.queues:
             if self.capacity <= 0:
                 return
             wanted = self.capacity
             sent_at = self.rt.leases.now()
-            runs = await self.rt.store.claim(
+            sent = time.monotonic()
+            claim = await self.rt.store.claim(
                 self.rt.owner,
                 self.rt.lease_seconds,
                 workflow_names(),
@@ -310,8 +319,12 @@ class Worker:
                 queue,
                 now=self.rt.clock(),
             )
-            self._backlog |= len(runs) == wanted
-            for run in runs:
+            self._backlog |= len(claim.runs) == wanted
+            if claim.retry_in is not None:
+                # Counted from when the claim was sent: the database read its clock after.
+                due = sent + claim.retry_in
+                self._rate_due = due if self._rate_due is None else min(self._rate_due, due)
+            for run in claim.runs:
                 self.adopt(run, granted_at=sent_at)
 
     async def _heartbeat_loop(self) -> None:

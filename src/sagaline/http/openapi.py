@@ -232,6 +232,14 @@ QUEUES = _object(
                 {
                     "name": {"type": "string"},
                     "limit": _nullable({"type": "integer"}),
+                    "rate": _nullable(
+                        _object(
+                            {
+                                "per_second": {"type": "number"},
+                                "burst": {"type": "integer"},
+                            }
+                        )
+                    ),
                     "depth": {"type": "integer", "description": "Runs waiting for a worker"},
                     "by_status": {
                         "type": "object",
@@ -488,7 +496,7 @@ def document() -> Json:
             },
             "/queues": {
                 "get": {
-                    "summary": "Queues: concurrency limits and depth",
+                    "summary": "Queues: concurrency and rate limits, and depth",
                     "operationId": "listQueues",
                     "responses": {"200": _ok("Queues", "Queues"), "401": UNAUTHENTICATED},
                 }

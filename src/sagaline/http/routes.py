@@ -369,14 +369,18 @@ class Api:
 
     async def queues(self, request: Request) -> Response:
         limits = await self.engine.queue_limits()
+        rates = await self.engine.queue_rates()
         depths = await self.engine.store.queue_depths(UNFINISHED)
-        names = sorted(set(limits) | set(depths) | {"default"})
+        names = sorted(set(limits) | set(rates) | set(depths) | {"default"})
         return json(
             {
                 "queues": [
                     {
                         "name": name,
                         "limit": limits.get(name),
+                        "rate": None
+                        if name not in rates
+                        else {"per_second": rates[name].per_second, "burst": rates[name].burst},
                         "depth": depths.get(name, {}).get(RunStatus.PENDING, 0),
                         "by_status": {s.value: n for s, n in sorted(depths.get(name, {}).items())},
                     }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sagaline.model.locks import LockAnswer, LockInfo, LockRequest
+from sagaline.model.rates import QueueRate
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -212,6 +213,16 @@ class TaskFinish:
     retry_in: float = 0.0
 
 
+@dataclass(frozen=True)
+class RunClaim:
+    """What a claim of runs took, and when a claim of the same queue should look again."""
+
+    runs: list[RunRecord]
+    retry_in: float | None = None
+    """Seconds until the queue's rate limit gives the next token, when the rate is what
+    cut this claim short; None otherwise (the queue has no rate, or had no more runs)."""
+
+
 class StoreTransaction(Protocol):
     """An open transaction of the store's database, for a transactional step."""
 
@@ -264,7 +275,7 @@ class Store(Protocol):
 
         Returns each run and whether it is new. Idempotent by ``run_id``. A run given an
         owner is born claimed (RUNNING, epoch 1), which saves a separate claim's commit,
-        unless its queue is at its limit; otherwise it is PENDING.
+        unless its queue is at its limit or has a rate limit; otherwise it is PENDING.
         """
 
     async def load_run(self, run_id: str) -> RunRecord | None: ...
@@ -281,16 +292,18 @@ class Store(Protocol):
         queue: str = "default",
         run_id: str | None = None,
         now: float = 0.0,
-    ) -> list[RunRecord]:
+    ) -> RunClaim:
         """Take up to ``limit`` active runs of ``queue`` and the given workflows.
 
         A run is free when it has no owner or its lease has expired. Each claim bumps the
         run's lease epoch, which fences out every write of the previous owner. A queue's
         concurrency limit holds across all workers: claims never put more of its runs in
-        flight than the limit allows. SUSPENDED runs whose ``wake_at`` is at or before
-        ``now`` (the engine's clock, so a test's fake clock can drive timers) are claimed
-        too, and become RUNNING. Each claim's ``RunClaimed`` event is stamped ``now``, as
-        the rest of the audit trail follows the engine's clock.
+        flight than the limit allows; nor does a queue's rate limit let more claims through
+        than its bucket holds tokens (``retry_in`` says when the next one comes). SUSPENDED
+        runs whose ``wake_at`` is at or before ``now`` (the engine's clock, so a test's
+        fake clock can drive timers) are claimed too, and become RUNNING. Each claim's
+        ``RunClaimed`` event is stamped ``now``, as the rest of the audit trail follows the
+        engine's clock.
         """
 
     async def heartbeat(self, owner: str, lease_seconds: float, run_ids: Sequence[str]) -> int:
@@ -313,6 +326,21 @@ class Store(Protocol):
         """At most ``limit`` runs of ``queue`` in flight across all workers (None: no limit)."""
 
     async def queue_limits(self) -> dict[str, int]: ...
+
+    async def set_queue_rate(self, queue: str, rate: QueueRate | None) -> None:
+        """At most ``rate.per_second`` claims a second of ``queue`` (runs and tasks alike),
+        ``rate.burst`` at once, across all workers (None: no rate).
+
+        A token bucket in the database, judged by the database's clock: each claim of the
+        queue takes at most as many runs (or tasks) as the bucket holds whole tokens, and
+        spends one for each it took in the claim's own transaction. Every claim spends one,
+        including a run's claim after a suspension or a lost lease (see
+        :mod:`sagaline.model.rates`). A queue whose rate is set is never born claimed: its
+        runs wait for a claim. Setting a rate again keeps the tokens the bucket holds (up to
+        the new burst). Idempotent.
+        """
+
+    async def queue_rates(self) -> dict[str, QueueRate]: ...
 
     async def send_signal(
         self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]

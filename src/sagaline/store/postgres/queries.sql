@@ -229,14 +229,15 @@ SELECT min(wake_at) FROM runs
 WHERE status = $3::text AND queue = ANY($1::text[]) AND workflow = ANY($2::text[])
 
 -- name: create_runs
--- Runs of a queue with a concurrency limit are never born claimed: they wait for a claim,
--- which takes the queue's lock. One statement, one round trip, for the whole batch.
+-- Runs of a queue with a concurrency limit or a rate are never born claimed: they wait for
+-- a claim, which takes the queue's lock. One statement, one round trip, for the whole batch.
 WITH v AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::text[], $5::text[],
                          $6::float8[], $7::text[], $9::text[], $13::text[])
         AS v(run_id, workflow, input, queue, owner, at, parent_run_id, started, traceparent)
 ), o AS (
     SELECT v.*, CASE WHEN EXISTS (SELECT 1 FROM queues q WHERE q.name = v.queue)
+                       OR EXISTS (SELECT 1 FROM queue_rates b WHERE b.queue = v.queue)
                      THEN NULL ELSE v.owner END AS who
     FROM v
 ), ins AS (
@@ -619,3 +620,30 @@ SELECT EXISTS (SELECT 1 FROM locks
 SELECT status, sum(n) FROM run_counts
 WHERE ($1::text IS NULL OR workflow = $1::text)
 GROUP BY status HAVING sum(n) > 0
+
+-- Queue rate limits: a token bucket per queue (migration 0011; the arithmetic is
+-- sagaline.model.rates). A claim locks the bucket's row (so claims of a rate-limited queue,
+-- of runs and of tasks, are serialised on every host), reads the database's clock after
+-- the lock is held, and spends what it took in the same transaction.
+
+-- name: lock_rate_bucket
+SELECT per_second, burst, tokens, refilled_at FROM queue_rates WHERE queue = $1 FOR UPDATE
+
+-- name: rate_now
+SELECT extract(epoch from clock_timestamp())::float8
+
+-- name: spend_rate_tokens
+UPDATE queue_rates SET tokens = $2, refilled_at = $3 WHERE queue = $1
+
+-- name: set_queue_rate
+INSERT INTO queue_rates (queue, per_second, burst, tokens, refilled_at)
+VALUES ($1, $2, $3, $4, extract(epoch from clock_timestamp()))
+ON CONFLICT (queue) DO UPDATE
+SET per_second = excluded.per_second, burst = excluded.burst, tokens = excluded.tokens,
+    refilled_at = excluded.refilled_at
+
+-- name: drop_queue_rate
+DELETE FROM queue_rates WHERE queue = $1
+
+-- name: queue_rates
+SELECT queue, per_second, burst FROM queue_rates ORDER BY queue

@@ -35,6 +35,7 @@ from sagaline.model.errors import (
     DiskFullError,
 )
 from sagaline.model.locks import LockAnswer, LockInfo, LockRequest
+from sagaline.model.rates import QueueRate
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -50,13 +51,14 @@ from sagaline.model.records import (
 )
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.model.urls import redact
-from sagaline.store.postgres import locks, tasks
+from sagaline.store.postgres import locks, rates, tasks
 from sagaline.store.postgres.batch import insert_outbox, write, write_each
 from sagaline.store.postgres.check import check_schema
 from sagaline.store.postgres.schema import migrate
 from sagaline.store.postgres.transaction import transaction
 from sagaline.store.protocol import (
     NewTask,
+    RunClaim,
     RunQuery,
     StoreTransaction,
     TaskClosing,
@@ -389,15 +391,20 @@ class PostgresStore:
         queue: str = "default",
         run_id: str | None = None,
         now: float = 0.0,
-    ) -> list[RunRecord]:
+    ) -> RunClaim:
         if not workflows:
-            return []
+            return RunClaim([])
 
-        async def op(conn: asyncpg.Connection) -> list[RunRecord]:
+        async def op(conn: asyncpg.Connection) -> RunClaim:
             async with conn.transaction():
-                n = min(limit, await _free_slots(conn, queue))
+                wanted = n = min(limit, await _free_slots(conn, queue))
                 if n <= 0:
-                    return []
+                    return RunClaim([])
+                granted = await rates.grant(conn, queue, n)  # after the queue's lock
+                if granted is not None:
+                    n = granted.allowed
+                    if n <= 0:
+                        return RunClaim([], granted.retry_after(wanted, 0))
                 rows = await conn.fetch(
                     _Q["claim"],
                     owner,
@@ -426,7 +433,10 @@ class PostgresStore:
                         for r in runs
                     ],
                 )
-                return runs
+                if granted is None:
+                    return RunClaim(runs)
+                await rates.spend(conn, queue, granted, len(runs))
+                return RunClaim(runs, granted.retry_after(wanted, len(runs)))
 
         return await self._retry(op)
 
@@ -462,6 +472,16 @@ class PostgresStore:
             await self._retry(lambda c: c.execute(_Q["drop_queue_limit"], queue))
         else:
             await self._retry(lambda c: c.execute(_Q["set_queue_limit"], queue, limit))
+
+    async def set_queue_rate(self, queue: str, rate: QueueRate | None) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await rates.set_rate(conn, queue, rate)
+
+        await self._retry(op)
+
+    async def queue_rates(self) -> dict[str, QueueRate]:
+        return await self._retry(rates.queue_rates)
 
     async def send_signal(
         self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]

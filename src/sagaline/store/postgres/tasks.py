@@ -15,6 +15,7 @@ import asyncpg
 
 from sagaline.model.records import NewEvent, StepRecord
 from sagaline.model.status import RunStatus
+from sagaline.store.postgres import rates
 from sagaline.store.postgres.batch import _step_params
 from sagaline.store.protocol import (
     TASK_CLAIMED,
@@ -89,6 +90,13 @@ async def claim_tasks(
     limit: int,
     rules: TaskRules,
 ) -> list[TaskRecord]:
+    """Up to ``limit`` due tasks of ``queue``, and no more than its rate's bucket holds
+    tokens (each task claimed spends one; the bucket's row lock serialises the claims)."""
+    granted = await rates.grant(conn, queue, limit)
+    if granted is not None:
+        limit = granted.allowed
+        if limit <= 0:
+            return []
     rows = await conn.fetch(
         _Q["claim_tasks"],
         queue,
@@ -99,6 +107,8 @@ async def claim_tasks(
         TASK_CLAIMED,
         [s.value for s in rules.compensation],
     )
+    if granted is not None:
+        await rates.spend(conn, queue, granted, len(rows))
     return sorted((task_from_row(r) for r in rows), key=lambda t: t.available_at)
 
 

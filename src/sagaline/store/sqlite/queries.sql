@@ -262,6 +262,16 @@ WHERE (:workflow IS NULL OR workflow = :workflow)
   AND (:low IS NULL OR run_id >= :low) AND (:high IS NULL OR run_id < :high)
 GROUP BY status
 
+-- name: count_runs_by_prefix
+-- A prefix seeks the primary key (the generic query's "IS NULL OR" keeps SQLite's planner
+-- from it: a scan of every run).
+SELECT status, count(*) FROM runs
+WHERE run_id >= :low AND run_id < :high
+  AND (:workflow IS NULL OR workflow = :workflow)
+  AND (:after IS NULL OR created_at > :after)
+  AND (:before IS NULL OR created_at < :before)
+GROUP BY status
+
 -- name: child_runs
 SELECT * FROM runs WHERE parent_run_id = :run_id ORDER BY created_at, run_id
 
@@ -429,3 +439,28 @@ ORDER BY l.key, l.id LIMIT :limit
 SELECT status, sum(n) FROM run_counts
 WHERE (:workflow IS NULL OR workflow = :workflow)
 GROUP BY status HAVING sum(n) > 0
+
+-- Queue rate limits: a token bucket per queue (migration 0011; the arithmetic is
+-- sagaline.model.rates). Claims read the bucket with the database's clock, and spend what
+-- they took in the same transaction; one writer at a time, so no two claims race for it.
+
+-- name: rate_bucket
+SELECT per_second, burst, tokens, refilled_at,
+       (julianday('now') - 2440587.5) * 86400.0 AS now
+FROM queue_rates WHERE queue = :queue
+
+-- name: spend_rate_tokens
+UPDATE queue_rates SET tokens = :tokens, refilled_at = :at WHERE queue = :queue
+
+-- name: set_queue_rate
+INSERT INTO queue_rates (queue, per_second, burst, tokens, refilled_at)
+VALUES (:queue, :per_second, :burst, :tokens, (julianday('now') - 2440587.5) * 86400.0)
+ON CONFLICT (queue) DO UPDATE
+SET per_second = excluded.per_second, burst = excluded.burst, tokens = excluded.tokens,
+    refilled_at = excluded.refilled_at
+
+-- name: drop_queue_rate
+DELETE FROM queue_rates WHERE queue = :queue
+
+-- name: queue_rates
+SELECT queue, per_second, burst FROM queue_rates ORDER BY queue

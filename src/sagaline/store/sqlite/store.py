@@ -28,6 +28,7 @@ from sagaline.model.errors import (
     DiskFullError,
 )
 from sagaline.model.locks import LockAnswer, LockInfo, LockRequest
+from sagaline.model.rates import QueueRate
 from sagaline.model.records import (
     Checkpoint,
     CommitResult,
@@ -44,6 +45,7 @@ from sagaline.model.records import (
 from sagaline.model.status import ACTIVE, RunStatus, StepStatus
 from sagaline.store.protocol import (
     NewTask,
+    RunClaim,
     RunQuery,
     StoreTransaction,
     TaskClosing,
@@ -61,7 +63,7 @@ from sagaline.store.rows import (
     run_or_undecodable,
     step_from_row,
 )
-from sagaline.store.sqlite import locks, tasks
+from sagaline.store.sqlite import locks, rates, tasks
 from sagaline.store.sqlite.batch import outbox_params, write_batch, write_each
 from sagaline.store.sqlite.check import check_file
 from sagaline.store.sqlite.faults import no_room_for_index, translate
@@ -290,6 +292,8 @@ class SqliteStore:
         }
 
         which = "count_runs_fast" if query.counted() else "count_runs"
+        if which == "count_runs" and low is not None and high is not None:
+            which = "count_runs_by_prefix"
 
         def q(conn: sqlite3.Connection) -> dict[RunStatus, int]:
             return {RunStatus(r[0]): int(r[1]) for r in conn.execute(_Q[which], params)}
@@ -362,9 +366,9 @@ class SqliteStore:
         queue: str = "default",
         run_id: str | None = None,
         now: float = 0.0,
-    ) -> list[RunRecord]:
+    ) -> RunClaim:
         if not workflows:
-            return []
+            return RunClaim([])
         params: dict[str, Any] = {
             "now": now,
             "owner": owner,
@@ -379,16 +383,24 @@ class SqliteStore:
             "suspended": _SUSPENDED,
         }
 
-        def tx(conn: sqlite3.Connection) -> list[RunRecord]:
-            params["limit"] = min(limit, _free_slots(conn, queue))
-            if params["limit"] <= 0:
-                return []
+        def tx(conn: sqlite3.Connection) -> RunClaim:
+            wanted = params["limit"] = min(limit, _free_slots(conn, queue))
+            if wanted <= 0:
+                return RunClaim([])
+            granted = rates.grant(conn, queue, wanted)
+            if granted is not None:
+                params["limit"] = granted.allowed
+                if granted.allowed <= 0:
+                    return RunClaim([], granted.retry_after(wanted, 0))
             runs = [run_from_row(r) for r in conn.execute(_Q["claim"], params).fetchall()]
             for run in runs:
                 # Stamped by the engine's clock, as the rest of the audit trail is.
                 claimed = ev.RunClaimed(owner=owner, epoch=run.lease_epoch)
                 _insert_event(conn, run.run_id, NewEvent(claimed, now or run.updated_at))
-            return runs
+            if granted is None:
+                return RunClaim(runs)
+            rates.spend(conn, queue, granted, len(runs))
+            return RunClaim(runs, granted.retry_after(wanted, len(runs)))
 
         return await self._tx(tx)
 
@@ -414,6 +426,12 @@ class SqliteStore:
                 conn.execute(_Q["set_queue_limit"], {"queue": queue, "limit": limit})
 
         await self._tx(tx)
+
+    async def set_queue_rate(self, queue: str, rate: QueueRate | None) -> None:
+        await self._tx(lambda conn: rates.set_rate(conn, queue, rate))
+
+    async def queue_rates(self) -> dict[str, QueueRate]:
+        return await self._call(rates.queue_rates)
 
     async def send_signal(
         self, run_id: str, name: str, payload: bytes, at: float, statuses: Collection[RunStatus]
@@ -643,8 +661,8 @@ class SqliteStore:
 def _create_run(
     conn: sqlite3.Connection, run: NewRun, owner: str | None, lease_seconds: float
 ) -> tuple[RunRecord, bool]:
-    if owner is not None and _free_slots(conn, run.queue) <= 0:
-        owner = None  # the queue is at its limit: wait to be claimed in turn
+    if owner is not None and (_free_slots(conn, run.queue) <= 0 or rates.limited(conn, run.queue)):
+        owner = None  # the queue is at its limit, or has a rate: wait to be claimed in turn
     status = RunStatus.RUNNING if owner else RunStatus.PENDING
     cur = conn.execute(
         _Q["insert_run"],

@@ -25,6 +25,7 @@ from sagaline.store.protocol import (
     TaskRules,
 )
 from sagaline.store.queries import load_queries
+from sagaline.store.sqlite import rates
 from sagaline.store.sqlite.batch import _step_params
 
 _Q = load_queries("sagaline.store.sqlite")
@@ -109,6 +110,13 @@ def _due(conn: sqlite3.Connection, queue: str, limit: int, rules: TaskRules) -> 
 def claim_tasks(
     conn: sqlite3.Connection, queue: str, worker: str, limit: int, rules: TaskRules
 ) -> list[TaskRecord]:
+    """Up to ``limit`` due tasks of ``queue``, and no more than its rate's bucket holds
+    tokens (each task claimed spends one)."""
+    granted = rates.grant(conn, queue, limit)
+    if granted is not None:
+        limit = granted.allowed
+        if limit <= 0:
+            return []
     params = _due(conn, queue, limit, rules)
     now = params["now"]
     ids = [r[0] for r in conn.execute(_Q["due_tasks"], params).fetchall()]
@@ -118,6 +126,8 @@ def claim_tasks(
         claim = {"id": task_id, "token": token, "worker": worker, "now": now, **_STATES}
         conn.execute(_Q["claim_task"], claim)
         claimed.append(task_from_row(conn.execute(_Q["select_task"], {"id": task_id}).fetchone()))
+    if granted is not None:
+        rates.spend(conn, queue, granted, len(claimed))
     return claimed
 
 
