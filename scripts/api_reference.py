@@ -96,9 +96,12 @@ def render(doc: Json) -> str:
         f"{info.get('title', 'sagaline')} {info.get('version', '')}, OpenAPI "
         f"{doc.get('openapi', '')}. Served by `sagaline serve` under `/api/v1`; the document "
         "itself is at `/api/v1/openapi.json`. Every route needs `Authorization: Bearer TOKEN` "
-        "(`sagaline tokens create NAME --role viewer|operator`): anonymous is 401, a viewer "
-        "acting is 403. Errors are problem details (RFC 9457, `application/problem+json`) "
-        "with a stable `code`.",
+        "(`sagaline tokens create NAME --role viewer|operator|worker`) or the web UI's "
+        "session cookie, with the session's CSRF token in `x-csrf-token` on every request "
+        "that changes state: anonymous is 401, a viewer acting is 403, a session without "
+        "its CSRF token 403. Errors are problem details (RFC 9457, `application/problem+json`) "
+        "with a stable `code`. Beside the API, the same server answers `GET /healthz` "
+        '(public, `{"status": "ok"}`) and `GET /metrics` (Prometheus text, any token).',
         "",
         "## Routes",
         "",

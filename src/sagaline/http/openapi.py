@@ -11,6 +11,7 @@ from typing import Any
 
 from sagaline.http.locks import paths as lock_paths
 from sagaline.http.locks import schemas as lock_schemas
+from sagaline.http.sessions import COOKIE
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
 Json = dict[str, Any]
@@ -421,7 +422,7 @@ def document() -> Json:
         "openapi": "3.1.0",
         "info": {"title": "sagaline", "version": "1"},
         "servers": [{"url": "/api/v1"}],
-        "security": [{"bearer": []}],
+        "security": [{"bearer": []}, {"session": []}],
         "paths": {
             "/runs": {
                 "get": {
@@ -518,7 +519,22 @@ def document() -> Json:
             },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A token from `sagaline tokens create NAME --role "
+                    "viewer|operator|worker`",
+                },
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": COOKIE,
+                    "description": "The web UI's session (sign in at /signin). A request "
+                    "that changes state with it must also carry the session's CSRF token in "
+                    "an `x-csrf-token` header, or it is refused with 403 (`csrf`).",
+                },
+            },
             "schemas": {
                 "Problem": PROBLEM,
                 "RunSummary": RUN_SUMMARY,

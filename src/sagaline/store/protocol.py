@@ -283,6 +283,10 @@ class Store(Protocol):
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         """The run's step and compensation records, by sequence number."""
 
+    async def load_steps_many(self, run_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
+        """:meth:`load_steps` of each run, in one query (a page of runs, not one each);
+        a run with no steps (or no such run) maps to an empty list."""
+
     async def claim(
         self,
         owner: str,

@@ -92,10 +92,10 @@ class Pages:
         store = self.engine.store
         parked = await store.search_runs(RunQuery(statuses=ATTENTION), PAGE_SIZE + 1)
         counts = await store.count_runs(RunQuery())
-        # What is stuck, as the CLI's list says it: one indexed read of a page's runs each.
+        # What is stuck, as the CLI's list says it: the page's steps in one read.
+        steps = await store.load_steps_many([run.run_id for run in parked[:PAGE_SIZE]])
         problems = {
-            run.run_id: advise(run, await store.load_steps(run.run_id)).problem
-            for run in parked[:PAGE_SIZE]
+            run.run_id: advise(run, steps[run.run_id]).problem for run in parked[:PAGE_SIZE]
         }
         return page(
             request,

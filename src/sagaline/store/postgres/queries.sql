@@ -17,6 +17,9 @@ SELECT * FROM runs WHERE run_id = $1
 -- name: select_steps
 SELECT * FROM steps WHERE run_id = $1 ORDER BY seq
 
+-- name: select_steps_many
+SELECT * FROM steps WHERE run_id = ANY($1::text[]) ORDER BY run_id, seq
+
 -- name: claim
 UPDATE runs AS r
 SET owner = $1,

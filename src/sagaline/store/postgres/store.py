@@ -312,6 +312,14 @@ class PostgresStore:
         rows = await self._retry(lambda c: c.fetch(_Q["select_steps"], run_id))
         return [step_from_row(r) for r in rows]
 
+    async def load_steps_many(self, run_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
+        found: dict[str, list[StepRecord]] = {run_id: [] for run_id in run_ids}
+        if found:
+            ids = list(found)
+            for r in await self._retry(lambda c: c.fetch(_Q["select_steps_many"], ids)):
+                found[r["run_id"]].append(step_from_row(r))
+        return found
+
     async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         if status is None:
             rows = await self._retry(lambda c: c.fetch(_Q["list_runs"], limit))

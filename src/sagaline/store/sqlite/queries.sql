@@ -16,6 +16,10 @@ SELECT * FROM runs WHERE run_id = :run_id
 -- name: select_steps
 SELECT * FROM steps WHERE run_id = :run_id ORDER BY seq
 
+-- name: select_steps_many
+SELECT * FROM steps WHERE run_id IN (SELECT value FROM json_each(:run_ids))
+ORDER BY run_id, seq
+
 -- name: claim
 -- Active runs no live lease holds, and suspended runs that are due: two branches, each
 -- searched by its index whatever ANALYZE has found (runs_by_queue, runs_by_wake). An OR of

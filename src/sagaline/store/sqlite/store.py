@@ -240,6 +240,18 @@ class SqliteStore:
 
         return await self._call(q)
 
+    async def load_steps_many(self, run_ids: Sequence[str]) -> dict[str, list[StepRecord]]:
+        found: dict[str, list[StepRecord]] = {run_id: [] for run_id in run_ids}
+
+        def q(conn: sqlite3.Connection) -> None:
+            params = {"run_ids": json.dumps(list(found))}
+            for r in conn.execute(_Q["select_steps_many"], params):
+                found[r["run_id"]].append(step_from_row(r))
+
+        if found:
+            await self._call(q)
+        return found
+
     async def list_runs(self, status: RunStatus | None = None, limit: int = 100) -> list[RunRecord]:
         def q(conn: sqlite3.Connection) -> list[RunRecord]:
             if status is None:
