@@ -94,3 +94,30 @@ async def refundable(order: Order) -> str:
     payment = await charge_card(order)
     confirmed = await confirm(order)
     return f"{reservation}/{payment.id}/{confirmed}"
+
+
+@step(name="tasks.unserved_charge", task_queue="unserved", schedule_to_start_timeout=60)
+async def unserved_charge(order: Order) -> Payment: ...  # type: ignore[empty-body]
+
+
+@workflow(name="tasks-unserved")
+async def unserved(order: Order) -> str:
+    """Its charge waits on a queue no worker serves: it fails after a minute unclaimed."""
+    reservation = await reserve(order)
+    payment = await unserved_charge(order)
+    return f"{reservation}/{payment.id}"
+
+
+@step(
+    name="tasks.bounded_charge",
+    task_queue="bounded",
+    start_to_close_timeout=timedelta(seconds=1),
+    heartbeat_timeout=30,
+)
+async def bounded_charge(order: Order) -> Payment: ...  # type: ignore[empty-body]
+
+
+@workflow(name="tasks-bounded")
+async def bounded(order: Order) -> str:
+    payment = await bounded_charge(order)
+    return payment.id

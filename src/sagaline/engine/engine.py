@@ -334,7 +334,7 @@ class Engine:
             self._task_service = TaskService(
                 lambda: self.store,
                 self.codec,
-                time.time,
+                self._clock,  # the engine's: a task's events and wake-up on the runs' clock
                 wake=lambda: self._worker.wake() if self._worker is not None else None,
                 arrived=self._task_arrived,
             )

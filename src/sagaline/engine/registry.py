@@ -136,6 +136,8 @@ class StepDef(Generic[P, R]):
         transactional: bool = False,
         task_queue: str | None = None,
         heartbeat_timeout: float | timedelta | None = None,
+        schedule_to_start_timeout: float | timedelta | None = None,
+        start_to_close_timeout: float | timedelta | None = None,
     ) -> None:
         self.fn = fn
         self.name = name or default_name(fn)
@@ -159,6 +161,22 @@ class StepDef(Generic[P, R]):
         """Set: the body runs in an external worker that claims it from this queue."""
         beat = _positive(f"step {self.name!r}", "heartbeat_timeout", heartbeat_timeout)
         self.heartbeat_timeout = beat or DEFAULT_HEARTBEAT_TIMEOUT
+        where = f"step {self.name!r}"
+        self.schedule_to_start_timeout = _positive(
+            where, "schedule_to_start_timeout", schedule_to_start_timeout
+        )
+        """A task no worker claimed this long after it was recorded fails, not retried (no
+        worker serves its queue: another attempt would wait as long)."""
+        self.start_to_close_timeout = _positive(
+            where, "start_to_close_timeout", start_to_close_timeout
+        )
+        """How long one attempt may take from its claim, heartbeats or not: then its lease
+        ends, its effect is unknown, and the task goes to another attempt."""
+        if task_queue is None and (schedule_to_start_timeout or start_to_close_timeout):
+            raise DefinitionError(
+                f"step {self.name!r}: schedule_to_start_timeout and start_to_close_timeout "
+                f"are for task steps (task_queue=...); an in-process step has timeout="
+            )
         """A task's lease: a worker silent for longer is presumed dead, and the task is
         claimable again."""
         if task_queue is not None:
@@ -323,6 +341,8 @@ def step(
     transactional: Literal[False] = False,
     task_queue: str | None = None,
     heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_start_timeout: float | timedelta | None = None,
+    start_to_close_timeout: float | timedelta | None = None,
 ) -> _StepDecorator: ...
 
 
@@ -338,6 +358,8 @@ def step(
     transactional: bool = False,
     task_queue: str | None = None,
     heartbeat_timeout: float | timedelta | None = None,
+    schedule_to_start_timeout: float | timedelta | None = None,
+    start_to_close_timeout: float | timedelta | None = None,
 ) -> Any:
     """Declare a step: ``@step`` or ``@step(retry=..., timeout=seconds, pivot=True)``.
 
@@ -355,7 +377,10 @@ def step(
     language, that claims the step from that queue over the HTTP API; the function gives
     the step's name, typed arguments and typed result. The run suspends until a worker
     answers (``heartbeat_timeout`` seconds of silence hand the task to another worker), and
-    a failed attempt is retried per ``retry=`` like an in-process step's.
+    a failed attempt is retried per ``retry=`` like an in-process step's. Timeouts, in
+    seconds or as a ``timedelta``: ``schedule_to_start_timeout`` fails the step if no
+    worker claimed it that long after it was recorded; ``start_to_close_timeout`` bounds
+    one attempt from its claim, heartbeats or not (then another attempt gets it).
     """
     if name is not None:
         check_name("@step name", name)
@@ -371,6 +396,8 @@ def step(
             transactional=transactional,
             task_queue=task_queue,
             heartbeat_timeout=heartbeat_timeout,
+            schedule_to_start_timeout=schedule_to_start_timeout,
+            start_to_close_timeout=start_to_close_timeout,
         )
         _register(_steps, "step", definition.name, definition)
         return definition

@@ -42,6 +42,7 @@ from sagaline.model.records import NewEvent, StepRecord
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 from sagaline.store.protocol import (
     TASK_CLAIMED,
+    TASK_WAITING,
     NewTask,
     Store,
     TaskFinish,
@@ -116,10 +117,64 @@ async def call_task(
     rec = call.recorded
     if rec is None:
         await _record(ctx, sdef, call.seq, call.branch, values)
+        _wake_for_schedule_deadline(ctx, sdef, ctx.rt.clock())
         raise Suspend()
     if rec.status is StepStatus.WAITING:
+        limit = sdef.schedule_to_start_timeout
+        if limit is not None and ctx.rt.clock() >= rec.started_at + limit:
+            failed = await _unclaimed_too_long(ctx, sdef, rec, limit)
+            if failed is not None:
+                await ctx.finish(call, failed, _failed_event(ctx, sdef, failed))
+                return _replay(ctx, sdef, failed)  # raises StepFailedError
+        else:
+            _wake_for_schedule_deadline(ctx, sdef, rec.started_at)
         raise Suspend()  # still out with a worker; its answer wakes the run
     return _replay(ctx, sdef, rec)
+
+
+SCHEDULE_TIMEOUT = "ScheduleToStartTimeout"
+
+
+def _wake_for_schedule_deadline(ctx: RunContext, sdef: StepDef[Any, Any], since: float) -> None:
+    """A task step with a schedule-to-start timeout suspends with a wake-up at it, so that
+    the run looks whether a worker claimed it (nothing else would wake it)."""
+    if sdef.schedule_to_start_timeout is not None:
+        due = since + sdef.schedule_to_start_timeout
+        ctx.wake_at = due if ctx.wake_at is None else min(ctx.wake_at, due)
+
+
+async def _unclaimed_too_long(
+    ctx: RunContext, sdef: StepDef[Any, Any], rec: StepRecord, limit: float
+) -> StepRecord | None:
+    """The task's FAILED row if no worker ever claimed it (it is closed, in a transaction
+    serialised with claims); None if one did, even just now."""
+    rt = ctx.rt
+    run_id = ctx.run.run_id
+    tid = task_id(run_id, rec.seq)
+    task = await rt.store.load_task(tid)
+    if task is None or task.status != TASK_WAITING or task.attempt > 0:
+        return None
+    try:
+        closing = await rt.store.close_task(tid, run_id, rt.owner, ctx.run.lease_epoch)
+    except Exception as exc:
+        raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
+    if closing.state == "lost":
+        raise LostLease(run_id)
+    if closing.state != "closed":
+        return None
+    error = {
+        "type": SCHEDULE_TIMEOUT,
+        "message": (
+            f"no worker claimed it from queue {sdef.task_queue!r} within {limit:g} s "
+            f"(schedule_to_start_timeout); is a worker serving that queue?"
+        ),
+    }
+    return dataclasses.replace(rec, status=StepStatus.FAILED, error=error, finished_at=rt.clock())
+
+
+def _failed_event(ctx: RunContext, sdef: StepDef[Any, Any], row: StepRecord) -> NewEvent:
+    assert row.error is not None
+    return ctx.event(ev.StepFailed(step=sdef.name, attempts=row.attempts, error=row.error), row.seq)
 
 
 async def _record(
@@ -156,7 +211,14 @@ async def _record(
         branch=branch,
     )
     task = NewTask(
-        task_id(run_id, seq), run_id, seq, sdef.name, sdef.task_queue, sdef.heartbeat_timeout, now
+        task_id(run_id, seq),
+        run_id,
+        seq,
+        sdef.name,
+        sdef.task_queue,
+        sdef.heartbeat_timeout,
+        now,
+        start_to_close=sdef.start_to_close_timeout,
     )
     started = ctx.event(ev.StepStarted(step=sdef.name), seq)
     try:

@@ -142,6 +142,8 @@ class NewTask:
     lease_seconds: float
     """How long a claim (or heartbeat) leases the task to its worker."""
     at: float
+    start_to_close: float | None = None
+    """How long one attempt may hold the task from its claim, heartbeats or not."""
 
 
 @dataclass(frozen=True)

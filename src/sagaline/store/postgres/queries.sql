@@ -435,8 +435,8 @@ SELECT 1 FROM runs WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3 FOR UPD
 
 -- name: insert_task
 INSERT INTO tasks (id, run_id, seq, step, queue, status, lease_seconds, available_at,
-                   created_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, extract(epoch from clock_timestamp()), $8)
+                   created_at, start_to_close)
+VALUES ($1, $2, $3, $4, $5, $6, $7, extract(epoch from clock_timestamp()), $8, $9)
 ON CONFLICT DO NOTHING
 
 -- name: insert_step_if_new
@@ -451,7 +451,9 @@ ON CONFLICT (run_id, seq) DO NOTHING
 -- $7 compensation statuses
 UPDATE tasks t
 SET status = $6, attempt = t.attempt + 1, token = gen_random_uuid()::text, worker = $2,
-    lease_until = extract(epoch from clock_timestamp()) + t.lease_seconds
+    lease_until = extract(epoch from clock_timestamp())
+                  + LEAST(t.lease_seconds, COALESCE(t.start_to_close, t.lease_seconds)),
+    claimed_at = extract(epoch from clock_timestamp())
 FROM (
     SELECT d.id FROM tasks d JOIN runs r ON r.run_id = d.run_id
     JOIN steps s ON s.run_id = d.run_id AND s.seq = d.seq
@@ -478,8 +480,14 @@ WHERE t.id = $1
 
 -- name: heartbeat_task
 -- stop: a task step whose run was cancelled or began unwinding (its answer is not wanted)
-UPDATE tasks SET lease_until = extract(epoch from clock_timestamp()) + lease_seconds
+-- never past the attempt's start_to_close: then the attempt is over and the beat refused
+UPDATE tasks
+SET lease_until = LEAST(extract(epoch from clock_timestamp()) + lease_seconds,
+                        COALESCE(claimed_at + start_to_close,
+                                 extract(epoch from clock_timestamp()) + lease_seconds))
 WHERE id = $1 AND token = $2 AND status = $3
+  AND (start_to_close IS NULL
+       OR claimed_at + start_to_close > extract(epoch from clock_timestamp()))
 RETURNING lease_until,
     EXISTS (SELECT 1 FROM steps s JOIN runs r ON r.run_id = s.run_id
             WHERE s.run_id = tasks.run_id AND s.seq = tasks.seq AND s.kind = 'step'

@@ -76,6 +76,7 @@ async def create_task(
         TASK_WAITING,
         task.lease_seconds,
         task.at,
+        task.start_to_close,
     )
     if inserted.endswith(" 1"):
         await conn.execute(_Q["insert_step_if_new"], *_step_params(task.run_id, row))

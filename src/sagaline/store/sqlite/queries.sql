@@ -310,8 +310,9 @@ SELECT 1 FROM runs WHERE run_id = :run_id AND owner = :owner AND lease_epoch = :
 
 -- name: insert_task
 INSERT OR IGNORE INTO tasks (id, run_id, seq, step, queue, status, lease_seconds, available_at,
-                             created_at)
-VALUES (:id, :run_id, :seq, :step, :queue, :waiting, :lease_seconds, :now, :at)
+                             created_at, start_to_close)
+VALUES (:id, :run_id, :seq, :step, :queue, :waiting, :lease_seconds, :now, :at,
+        :start_to_close)
 
 -- name: insert_step_if_new
 INSERT OR IGNORE INTO steps (run_id, seq, name, kind, status, input, output, error, attempts,
@@ -341,7 +342,8 @@ LIMIT :limit
 -- name: claim_task
 UPDATE tasks
 SET status = :claimed, attempt = attempt + 1, token = :token, worker = :worker,
-    lease_until = :now + lease_seconds
+    lease_until = :now + MIN(lease_seconds, COALESCE(start_to_close, lease_seconds)),
+    claimed_at = :now
 WHERE id = :id
 
 -- name: select_task
@@ -349,8 +351,11 @@ SELECT t.*, s.input FROM tasks t LEFT JOIN steps s ON s.run_id = t.run_id AND s.
 WHERE t.id = :id
 
 -- name: heartbeat_task
-UPDATE tasks SET lease_until = :now + lease_seconds
+-- Never past the attempt's start_to_close: then the attempt is over and the beat refused.
+UPDATE tasks
+SET lease_until = MIN(:now + lease_seconds, COALESCE(claimed_at + start_to_close, :now + lease_seconds))
 WHERE id = :id AND token = :token AND status = :claimed
+  AND (start_to_close IS NULL OR claimed_at + start_to_close > :now)
 
 -- name: task_run
 SELECT t.run_id, r.status, r.cancel_requested, r.lease_epoch, t.lease_until, s.kind,

@@ -88,6 +88,7 @@ def create_task(
         "lease_seconds": task.lease_seconds,
         "now": _now(conn),
         "at": task.at,
+        "start_to_close": task.start_to_close,
         **_STATES,
     }
     if conn.execute(_Q["insert_task"], params).rowcount:
