@@ -118,3 +118,42 @@ def test_node_workers_charge_then_refund_a_saga_that_fails_later(
     run = task_server.wait_status("js2", "COMPENSATED")
     kinds = [e["type"] for e in run["timeline"]]
     assert kinds.count("CompensationSucceeded") == 2  # the refund (Node), then the release
+
+
+def test_a_node_worker_killed_mid_task_loses_nothing_and_the_result_is_recorded_once(
+    task_server: TaskServer,
+) -> None:
+    """kill -9 a Node worker while it holds the charge: no heartbeat comes, so after the
+    step's heartbeat_timeout (1 s) another Node worker gets the task, and the saga
+    completes with that one result."""
+    node = shutil.which("node")
+    if node is None:
+        missing_service("Node.js is not installed (`.ci/run` installs it)")
+    task_server.start("tasks-slow-checkout", {**ORDER, "id": "js3"}, "js3")
+    slow = subprocess.Popen(
+        [node, str(WORKERS / "node" / "worker.mjs"), "slow", "1"],
+        env={**env(task_server), "WORK_MS": "600000"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert slow.stdout is not None
+        line = slow.stdout.readline()  # blocks until it has the task (or exits)
+        assert line.startswith("claimed task"), line
+    finally:
+        slow.kill()  # SIGKILL, mid-task
+        slow.wait(DEADLINE)
+    done = subprocess.run(
+        [node, str(WORKERS / "node" / "worker.mjs"), "slow", "1"],
+        env=env(task_server),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE + 30,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "attempt 2" in done.stdout  # the dead worker's claim was the first attempt
+    run = task_server.wait_status("js3", "COMPLETED")
+    assert run["output"] == "res-js3/node-js3"
+    kinds = [e["type"] for e in run["timeline"]]
+    assert kinds.count("StepSucceeded") == 2  # reserve, and the charge: once

@@ -168,3 +168,16 @@ def test_a_heartbeat_tells_the_worker_that_the_run_was_cancelled(
         assert stopped.status_code == 200, stopped.text
     task_server.wait_status("c1", "CANCELLED")
     assert "CompensationSucceeded" in events(task_server, "c1")
+
+
+def test_a_claim_from_a_queue_no_task_step_uses_is_refused_with_the_known_ones(
+    task_server: TaskServer,
+) -> None:
+    with task_server.client(task_server.worker) as worker:
+        body = {"queue": "paymnets", "worker": "w1", "max": 1, "wait_seconds": 0}
+        response = worker.post("/api/v1/tasks/claim", json=body)
+        assert response.status_code == 422, response.text
+        problem = response.json()
+        assert problem["code"] == "unknown_queue"
+        assert "'paymnets'" in problem["detail"] and "'payments'" in problem["detail"]
+        assert "'refunds'" in problem["detail"]  # a task compensation's queue counts too

@@ -5,13 +5,15 @@
 // It claims tasks of the queue (long-polling), charges the order in each task's input, and
 // completes the task with the payment, heartbeating while it works. A 409 means the lease
 // was lost (the task went to another worker): the task is dropped. It stops after `count`
-// tasks (default: never).
+// tasks (default: never). WORK_MS=N makes each task take N ms (a slow service, for trying
+// out heartbeats and a worker killed mid-task).
 
 const url = (process.env.SAGALINE_URL ?? "http://127.0.0.1:8080").replace(/\/$/, "");
 const token = process.env.SAGALINE_TOKEN;
 const queue = process.argv[2] ?? "payments";
 const count = Number(process.argv[3] ?? Infinity);
 const worker = `node-${process.pid}`;
+const workMs = Number(process.env.WORK_MS ?? 0);
 if (!token) {
   console.error("set SAGALINE_TOKEN to a token made with `sagaline tokens create NAME --role worker`");
   process.exit(1);
@@ -53,8 +55,10 @@ async function handle(task) {
     await post(`${task.id}/fail`, { token: task.token, error, non_retryable: true });
     return console.log(`task ${task.id}: run cancelled, not done`);
   }
+  console.log(`claimed task ${task.id} (${task.step}, attempt ${task.attempt})`);
   let result;
   try {
+    if (workMs > 0) await new Promise((done) => setTimeout(done, workMs));
     result = await handler(task.input);
   } catch (err) {
     const error = { type: err.name ?? "Error", message: String(err.message ?? err) };

@@ -470,6 +470,17 @@ def _register_task_compensation(name: str, step: StepDef[Any, Any]) -> None:
     _task_compensations[name] = step
 
 
+def task_queues() -> set[str]:
+    """Every queue a registered task step or task compensation is claimed from."""
+    queues = {s.task_queue for s in _steps.values() if s.task_queue is not None}
+    queues |= {
+        s.compensation.task_queue
+        for s in _task_compensations.values()
+        if s.compensation is not None and s.compensation.task_queue is not None
+    }
+    return queues
+
+
 def get_task_target(name: str) -> TaskTarget:
     """The task step, or the step whose task compensation, ``name`` is.
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from sagaline.engine.context import LostLease, RunContext, StoreInterrupted, Suspend
-from sagaline.engine.registry import TaskTarget, get_task_target
+from sagaline.engine.registry import TaskTarget, get_task_target, task_queues
 from sagaline.model import events as ev
 from sagaline.model.codec import Codec
 from sagaline.model.errors import (
@@ -87,6 +87,22 @@ class TaskLeaseLostError(SagalineError):
             f"task {task_id!r} is not leased to this token any more (the lease expired and "
             f"the task was claimed again, it was answered already, or its run stopped "
             f"waiting); nothing was changed: drop this task and claim again"
+        )
+
+
+class UnknownQueueError(SagalineError):
+    """A claim from a queue no task step or task compensation in this process's code uses:
+    most likely a typo, which would otherwise long-poll for ever."""
+
+    code = "unknown_queue"
+
+    def __init__(self, queue: str, known: set[str]) -> None:
+        self.queue = queue
+        listed = ", ".join(repr(q) for q in sorted(known)) or "none"
+        super().__init__(
+            f"no task step in this server's code is claimed from queue {queue!r} (its task "
+            f"queues: {listed}); check the queue's name, or start `sagaline serve` with "
+            f"--import MODULE for the module that declares it"
         )
 
 
@@ -448,7 +464,14 @@ class TaskService:
     async def claim(
         self, queue: str, worker: str, limit: int, wait_seconds: float
     ) -> list[ClaimedTask]:
-        """Up to ``limit`` tasks of ``queue``, waiting up to ``wait_seconds`` for one."""
+        """Up to ``limit`` tasks of ``queue``, waiting up to ``wait_seconds`` for one.
+
+        Raises:
+            UnknownQueueError: no task step of this process's code uses ``queue``.
+        """
+        known = task_queues()
+        if queue not in known:
+            raise UnknownQueueError(queue, known)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, min(wait_seconds, MAX_WAIT_SECONDS))
         limit = max(1, min(limit, MAX_CLAIM))

@@ -24,6 +24,7 @@ from sagaline.engine.tasks import (
     TaskLeaseLostError,
     TaskNotFoundError,
     TaskResultError,
+    UnknownQueueError,
 )
 from sagaline.http.auth import Principal, Role
 from sagaline.http.guard import send_problem
@@ -94,7 +95,7 @@ def problem_of(exc: SagalineError) -> Problem:
         return Problem(404, exc.code, str(exc))
     if isinstance(exc, TaskLeaseLostError):
         return Problem(409, exc.code, str(exc))
-    if isinstance(exc, TaskResultError):
+    if isinstance(exc, TaskResultError | UnknownQueueError):
         return Problem(422, exc.code, str(exc))
     if isinstance(exc, UnknownStepError):
         return Problem(422, exc.code, f"{exc}; start `sagaline serve` with --import MODULE")
@@ -127,7 +128,10 @@ class TaskRoutes:
             raise Problem(
                 422, "invalid_request", f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS:g}"
             )
-        claimed = await self.tasks.claim(body.queue, body.worker, body.max, body.wait_seconds)
+        try:
+            claimed = await self.tasks.claim(body.queue, body.worker, body.max, body.wait_seconds)
+        except SagalineError as exc:
+            raise problem_of(exc) from None
         return json(
             {
                 "tasks": [
