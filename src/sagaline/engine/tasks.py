@@ -237,12 +237,19 @@ async def _record(
         start_to_close=sdef.start_to_close_timeout,
     )
     started = ctx.event(ev.StepStarted(step=sdef.name), seq)
+    await _create(ctx, task, row, started)
+
+
+async def _create(ctx: RunContext, task: NewTask, row: StepRecord, started: NewEvent) -> None:
+    """Write the task with its WAITING row, fenced by the run's lease, and tell this
+    process's long-polling claims."""
+    rt = ctx.rt
     try:
         landed = await rt.store.create_task(task, row, rt.owner, ctx.run.lease_epoch, started)
     except Exception as exc:
-        raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
+        raise StoreInterrupted(task.run_id, isinstance(exc, DatabaseUnavailableError)) from exc
     if not landed:
-        raise LostLease(run_id)
+        raise LostLease(task.run_id)
     rt.task_recorded()
 
 
@@ -286,13 +293,7 @@ async def record_compensation(
         task_id(run_id, seq), run_id, seq, comp.name, comp.task_queue, comp.heartbeat_timeout, now
     )
     started = ctx.event(ev.CompensationStarted(step=rec.name), seq)
-    try:
-        landed = await rt.store.create_task(task, row, rt.owner, ctx.run.lease_epoch, started)
-    except Exception as exc:
-        raise StoreInterrupted(run_id, isinstance(exc, DatabaseUnavailableError)) from exc
-    if not landed:
-        raise LostLease(run_id)
-    rt.task_recorded()
+    await _create(ctx, task, row, started)
 
 
 ABANDONED = "TaskAbandoned"
