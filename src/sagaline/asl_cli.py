@@ -14,7 +14,7 @@ import json
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -22,13 +22,15 @@ from rich.table import Table
 
 from sagaline.codecs import from_env
 from sagaline.console import make_console
-from sagaline.definitions.asl import AslError, PureHost, TaskRequest, execute, load, validate
-from sagaline.definitions.asl.host import Event
 from sagaline.engine.engine import Engine
 from sagaline.model.errors import RunFailedError, SagalineError
 from sagaline.model.records import StepRecord
 from sagaline.model.status import StepKind, StepStatus
 from sagaline.worker_process import import_modules
+
+if TYPE_CHECKING:
+    from sagaline.definitions.asl import TaskRequest
+    from sagaline.definitions.asl.host import Event
 
 console = make_console()
 asl_app = typer.Typer(
@@ -42,6 +44,8 @@ asl_app = typer.Typer(
 @asl_app.command("validate")
 def validate_command(file: Annotated[Path, typer.Argument(help="The ASL JSON file.")]) -> None:
     """List every problem of FILE with its JSON pointer; exit 1 if there is any."""
+    from sagaline.definitions.asl import validate  # loaded for `asl` commands only
+
     problems = validate(file)
     for problem in problems:
         console.print(f"[red]{escape(problem.pointer or '/')}[/red]: {escape(problem.message)}")
@@ -64,6 +68,8 @@ def run_command(
     run_id: Annotated[str | None, typer.Option("--run-id", help="The run's id.")] = None,
 ) -> None:
     """Run FILE on INPUT durably; print its states as a timeline, then its output."""
+    from sagaline.definitions.asl import load
+
     try:
         value = json.loads(input)
         import_modules(imports or [])
@@ -99,6 +105,8 @@ async def _run(url: str, machine: Any, value: Any, run_id: str) -> int:
 
 
 async def _timeline(doc: dict[str, Any], value: Any, steps: list[StepRecord]) -> list[Event]:
+    from sagaline.definitions.asl import AslError, PureHost, execute
+
     recorded = [s for s in sorted(steps, key=lambda s: s.seq) if s.kind is StepKind.STEP]
 
     async def replay(request: TaskRequest) -> Any:

@@ -14,24 +14,18 @@ import asyncio
 from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sagaline.diagrams import (
-    Graph,
-    asl_graph,
-    bpmn,
-    mermaid,
-    outcomes_of,
-    svg,
-    workflow_graph,
-)
 from sagaline.engine.engine import Engine
 from sagaline.engine.registry import get_workflow
 from sagaline.model.errors import SagalineError
 from sagaline.model.records import StepRecord
 from sagaline.worker_process import import_modules
+
+if TYPE_CHECKING:
+    from sagaline.diagrams import Graph
 
 RUNS = 200
 """How many of the most recent runs are looked at for the paths they took."""
@@ -81,6 +75,8 @@ def diagram(
     except SagalineError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+    from sagaline.diagrams import bpmn, mermaid, svg  # not for every `sagaline` command
+
     text = {
         Format.MERMAID: lambda: mermaid(graph),
         Format.BPMN: lambda: bpmn(graph),
@@ -97,6 +93,8 @@ def _inputs(
 ) -> tuple[Graph, Mapping[str, str] | None]:
     if run is not None and db is None:
         raise SagalineError("--run reads the run from a database: give --db URL")
+    from sagaline.diagrams import asl_graph, outcomes_of, workflow_graph
+
     if asl is not None:
         graph = asl_graph(asl, name=workflow)
         shown = _read(db, None, run, limit)[1] if db is not None else None

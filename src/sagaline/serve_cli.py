@@ -18,8 +18,8 @@ from rich.markup import escape
 from sagaline.codecs import from_env
 from sagaline.console import make_console
 from sagaline.engine.engine import Engine
-from sagaline.http.app import DEFAULT_MAX_BODY_BYTES
 from sagaline.http.auth import Role, create_token
+from sagaline.http.limits import DEFAULT_MAX_BODY_BYTES
 from sagaline.model.errors import SagalineError
 from sagaline.model.urls import redact
 from sagaline.worker_process import import_modules

@@ -1,11 +1,12 @@
-"""Workflows and machines the diagram tests draw: a branch, names full of markup, and an
-ASL saga with Catch routes to compensation states, a Choice loop, Parallel and Map."""
+"""Workflows and machines the diagram tests draw: a branch, names full of markup, a wait
+for a signal before any step, and an ASL saga with Catch routes to compensation states, a
+Choice loop, Parallel and Map."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sagaline import step, workflow
+from sagaline import step, wait_for_signal, workflow
 
 ODD = 'diagrams.check "stock" <b>|[x]{y}</b> & #1 %% end --> ; `md`'
 """A step name with every character that means something in Mermaid, XML or HTML."""
@@ -45,6 +46,12 @@ async def branching(sku: str) -> str:
         result = await backorder(sku)
     await notify(sku)
     return result
+
+
+@workflow(name="diagrams.approval")
+async def approval(sku: str) -> str:
+    approved: str = await wait_for_signal("approved")
+    return approved + await reserve(sku)
 
 
 def asl_saga() -> dict[str, Any]:

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from sagaline.demo.order import order_saga
-from sagaline.diagrams import OUTCOMES, svg, workflow_graph
+from sagaline.diagrams import LABELS, OUTCOMES, svg, workflow_graph
 from tests.diagrams import flows
 from tests.diagrams.graphs import all_graphs
 
@@ -56,7 +56,7 @@ def test_each_node_is_coloured_and_labelled_by_its_outcome() -> None:
         else:
             expected = outcomes.get(node.name, "pending")
             assert f"outcome-{expected}" in classes
-            assert expected.replace("_", " ") in texts(groups[node.id])
+            assert LABELS[expected] in texts(groups[node.id])
 
 
 def test_every_outcome_can_be_drawn_and_an_unknown_one_is_refused() -> None:

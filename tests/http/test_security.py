@@ -15,7 +15,8 @@ from sagaline.store import open_store
 from tests.http.conftest import Server, cli, free_port
 
 READS = ["/api/v1/runs", "/api/v1/runs/some-run", "/api/v1/workflows", "/api/v1/queues"]
-READS += ["/api/v1/openapi.json"]
+READS += ["/api/v1/openapi.json", "/api/v1/locks", "/api/v1/locks/order:1"]
+READS += ["/api/v1/sagas", "/api/v1/sagas/some-saga"]
 ACTIONS = {
     "/api/v1/runs": {"workflow": "http-order", "input": "x"},
     "/api/v1/runs/some-run/cancel": {"reason": "r"},

@@ -106,3 +106,20 @@ async def test_a_missing_postgres_database_is_a_clear_error() -> None:
     url = POSTGRES_URL.rsplit("/", 1)[0] + "/no_such_database_x7"
     with pytest.raises(DatabaseNotFoundError, match="has no such database"):
         await open_store(url).open()
+
+
+async def test_runs_pages_keep_room_for_in_place_updates(postgres_url: str) -> None:
+    """Each checkpoint rewrites its run's row: fillfactor leaves room for a HOT update."""
+    async with Engine(postgres_url, worker=False):
+        pass
+    dsn, schema = parse_url(postgres_url)
+    conn = await asyncpg.connect(dsn)
+    try:
+        options = await conn.fetchval(
+            "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = $1 AND c.relname = 'runs'",
+            schema,
+        )
+    finally:
+        await conn.close()
+    assert "fillfactor=70" in options

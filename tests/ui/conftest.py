@@ -1,8 +1,9 @@
 """A real ``sagaline serve`` (with its worker) on SQLite, seeded by running real workflows,
 and a real Chromium driven by Playwright.
 
-The server imports ``tests.http.sagas``: an item containing ``stuck`` parks its run in
-COMPENSATION_FAILED, and the server's own worker carries a run on once an operator skips.
+The server imports ``tests.http.sagas`` (an item containing ``stuck`` parks its run in
+COMPENSATION_FAILED, and the server's own worker carries a run on once an operator skips)
+and ``tests.ui.flows`` (a workflow with a pivot).
 Chromium is Debian's (``/usr/bin/chromium``, or ``SAGALINE_CHROMIUM``): where it or
 Playwright is missing, browser tests skip with the reason locally and fail under CI.
 """
@@ -89,7 +90,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     log = folder / "server.log"
     operator = cli("tokens", "create", "ops", "--role", "operator", "--db", db, "--quiet")
     viewer = cli("tokens", "create", "watcher", "--role", "viewer", "--db", db, "--quiet")
-    process, url = start_server(db, log)
+    process, url = start_server(db, log, "--import", "tests.ui.flows")
     server = UiServer(url, db, log, operator.strip(), viewer.strip())
     try:
         yield server

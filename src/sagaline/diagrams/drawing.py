@@ -2,12 +2,13 @@
 
 For the web UI (server-rendered, no JavaScript, no CDN): :func:`svg` returns one
 self-contained ``<svg>`` element that can be inlined in HTML or served as a file. Styles
-are attributes, not a ``<style>`` sheet, because a sheet inside inline SVG applies to the
-whole page. Each node is a ``<g class="node outcome-…" data-node="n3">`` with a
-``<title>`` (a tooltip), so a page may restyle or link nodes without parsing the drawing.
-The outcome is written under the name as well as coloured, so colour is never the only
-signal. All text goes through ElementTree: user strings are shown literally, never as
-markup.
+are presentation attributes, never a ``<style>`` sheet or ``style=``: a sheet inside
+inline SVG applies to the whole page, and a page whose Content-Security-Policy allows no
+inline style (the UI's) drops both, while it keeps attributes. Each node is a
+``<g class="node outcome-…" data-node="n3">`` with a ``<title>`` (a tooltip), so a page
+may restyle or link nodes without parsing the drawing. The outcome is written under the
+name as well as coloured, so colour is never the only signal. All text goes through
+ElementTree: user strings are shown literally, never as markup.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from sagaline.diagrams.graph import CONTAINERS, Edge, Graph, Node
 from sagaline.diagrams.layout import Box, Point, layout, wrap
 from sagaline.diagrams.markup import clean, serialize
-from sagaline.diagrams.outcomes import OUTCOMES
+from sagaline.diagrams.outcomes import LABELS, OUTCOMES
 
 SVG_NS = "http://www.w3.org/2000/svg"
 FONT = "system-ui, -apple-system, 'Segoe UI', sans-serif"
@@ -29,6 +30,7 @@ COLOURS: dict[str, tuple[str, str]] = {
     "compensated": ("#fef3c7", "#d97706"),
     "compensation_failed": ("#fecaca", "#991b1b"),
     "running": ("#dbeafe", "#2563eb"),
+    "waiting": ("#cffafe", "#0e7490"),
     "pending": ("#f9fafb", "#9ca3af"),
     "skipped": ("#ede9fe", "#7c3aed"),
     "": ("#ffffff", "#374151"),
@@ -39,7 +41,13 @@ UNCOLOURED = frozenset({"start", "end", "fork", "join"})
 """Nodes a run passes without an outcome of their own: never drawn as pending."""
 
 
-def svg(graph: Graph, outcomes: Mapping[str, str] | None = None) -> str:
+def svg(
+    graph: Graph,
+    outcomes: Mapping[str, str] | None = None,
+    *,
+    notes: Mapping[str, str] | None = None,
+    inline: bool = False,
+) -> str:
     """The graph as a standalone SVG document, with a run's outcomes overlaid.
 
     This signature is stable: the web UI calls it.
@@ -52,6 +60,10 @@ def svg(graph: Graph, outcomes: Mapping[str, str] | None = None) -> str:
             :func:`~sagaline.diagrams.outcomes_of` of the run's step records. With
             outcomes, a node missing from them is drawn ``pending``; without, no node
             is coloured.
+        notes: by node name, a few words written after the outcome (usually
+            :func:`~sagaline.diagrams.notes_of`: the attempts a step took).
+        inline: the ``<svg>`` element alone, to embed in an HTML page (no XML
+            declaration).
 
     Raises:
         ValueError: an outcome is not one of ``OUTCOMES``.
@@ -59,7 +71,8 @@ def svg(graph: Graph, outcomes: Mapping[str, str] | None = None) -> str:
     for name, outcome in (outcomes or {}).items():
         if outcome not in OUTCOMES:
             raise ValueError(f"outcome {outcome!r} of {name!r} is not one of {OUTCOMES}")
-    places = layout(graph)
+    noted = {n.id: (notes or {}).get(n.name, "") for n in graph.nodes if _outcome(n, outcomes)}
+    places = layout(graph, [node_id for node_id, note in noted.items() if note])
     prefix = "sl" + hashlib.sha1(graph.name.encode("utf-8", "replace")).hexdigest()[:8]
     root = ET.Element(  # xmlns as a plain attribute: no global register_namespace
         "svg",
@@ -84,8 +97,9 @@ def svg(graph: Graph, outcomes: Mapping[str, str] | None = None) -> str:
         _edge(root, edge, route, prefix)
     for node in graph.nodes:
         if node.kind not in CONTAINERS:
-            _node(root, node, places.boxes[node.id], _outcome(node, outcomes))
-    return serialize(root)
+            outcome = _outcome(node, outcomes)
+            _node(root, node, places.boxes[node.id], outcome, noted.get(node.id, ""))
+    return serialize(root, declaration=not inline)
 
 
 def _n(value: float) -> str:
@@ -146,31 +160,33 @@ def _text(parent: ET.Element, x: float, y: float, value: str, size: int = 12) ->
     return element
 
 
-def _node(root: ET.Element, node: Node, box: Box, outcome: str) -> None:
+def _node(root: ET.Element, node: Node, box: Box, outcome: str, note: str) -> None:
     fill, stroke = COLOURS[outcome]
     classes = f"node node-{node.kind}" + (f" outcome-{outcome}" if outcome else "")
     group = ET.SubElement(root, "g", {"class": classes, "data-node": node.id})
     title = node.name + (f" ({node.detail})" if node.detail else "") + (" — pivot" * node.pivot)
-    ET.SubElement(group, "title").text = clean(title + (f": {outcome}" if outcome else ""))
+    said = [LABELS[outcome], *([note] if note else [])] if outcome else []
+    ET.SubElement(group, "title").text = clean(title + (": " + ", ".join(said) if said else ""))
     width = "3" if node.pivot or outcome == "compensation_failed" else "1.5"
     paint = {"fill": fill, "stroke": stroke, "stroke-width": width}
     if node.kind in ("task", "compensation"):
-        _task(group, node, box, paint, outcome)
+        _task(group, node, box, paint, said)
     elif node.kind in ("choice", "fork", "join"):
         points = [(box.cx, box.y), (box.right, box.cy), (box.cx, box.bottom), (box.x, box.cy)]
         ET.SubElement(group, "polygon", {"points": _points(points), **paint})
         if node.kind != "choice":
             _text(group, box.cx, box.cy + 7, "+", size=22)
-        _below(group, node, box, outcome)
+        _below(group, node, box, said)
     else:
-        _event(group, node, box, paint, outcome)
+        _event(group, node, box, paint, said)
 
 
 def _points(points: list[Point]) -> str:
     return " ".join(f"{_n(x)},{_n(y)}" for x, y in points)
 
 
-def _task(group: ET.Element, node: Node, box: Box, paint: dict[str, str], outcome: str) -> None:
+def _task(group: ET.Element, node: Node, box: Box, paint: dict[str, str], said: list[str]) -> None:
+    """``said``: the outcome's label and the note, each on a line of its own."""
     radius = "18" if node.kind == "compensation" else "8"
     rect = {"x": _n(box.x), "y": _n(box.y), "width": _n(box.w), "height": _n(box.h)}
     dash = {"stroke-dasharray": "5 3"} if node.kind == "compensation" else {}
@@ -184,25 +200,26 @@ def _task(group: ET.Element, node: Node, box: Box, paint: dict[str, str], outcom
     for line in lines:
         _text(group, box.cx, y, line)
         y += 16
-    note = ", ".join(p for p in ("pivot" if node.pivot else "", outcome.replace("_", " ")) if p)
-    if note:
-        _text(group, box.cx, y + 2, note, size=10).set("fill", paint["stroke"])
+    first = ", ".join(p for p in ("pivot" if node.pivot else "", *said[:1]) if p)
+    for line in [first, *said[1:]] if first else []:
+        _text(group, box.cx, y + 2, line, size=10).set("fill", paint["stroke"])
+        y += 14
 
 
-def _event(group: ET.Element, node: Node, box: Box, paint: dict[str, str], outcome: str) -> None:
+def _event(group: ET.Element, node: Node, box: Box, paint: dict[str, str], said: list[str]) -> None:
     r = box.w / 2
     ends = node.kind in ("end", "succeed", "fail")
-    if node.kind == "fail" and not outcome:
+    if node.kind == "fail" and not said:
         paint = {**paint, "stroke": "#dc2626", "fill": "#fee2e2"}
     circle = {"cx": _n(box.cx), "cy": _n(box.cy), "r": _n(r)}
     ET.SubElement(group, "circle", {**circle, **paint, "stroke-width": "3" if ends else "1.5"})
     if node.kind == "wait":
         inner = {"cx": _n(box.cx), "cy": _n(box.cy), "r": _n(r - 4)}
         ET.SubElement(group, "circle", {**inner, "fill": "none", "stroke": paint["stroke"]})
-    _below(group, node, box, outcome)
+    _below(group, node, box, said)
 
 
-def _below(group: ET.Element, node: Node, box: Box, outcome: str) -> None:
+def _below(group: ET.Element, node: Node, box: Box, said: list[str]) -> None:
     """The name (and outcome) of an event or gateway, under its shape."""
     if node.kind in ("fork", "join"):
         return
@@ -210,8 +227,9 @@ def _below(group: ET.Element, node: Node, box: Box, outcome: str) -> None:
     for line in wrap(node.name):
         _text(group, box.cx, y, line, size=11)
         y += 13
-    if outcome:
-        _text(group, box.cx, y, outcome.replace("_", " "), size=10)
+    for line in said:
+        _text(group, box.cx, y, line, size=10)
+        y += 12
 
 
 def _container(root: ET.Element, node: Node, box: Box, outcome: str) -> None:
@@ -220,6 +238,7 @@ def _container(root: ET.Element, node: Node, box: Box, outcome: str) -> None:
     ET.SubElement(group, "title").text = clean(f"{node.name} ({node.detail})")
     rect = {"x": _n(box.x), "y": _n(box.y), "width": _n(box.w), "height": _n(box.h)}
     ET.SubElement(group, "rect", {**rect, "rx": "10", "fill": fill, "stroke": stroke})
-    label = f"{node.detail or node.kind}: {node.name}" + (f" — {outcome}" if outcome else "")
+    said = LABELS.get(outcome, "")
+    label = f"{node.detail or node.kind}: {node.name}" + (f" — {said}" if said else "")
     title = _text(group, box.x + 10, box.y + 18, label)
     title.set("text-anchor", "start")

@@ -11,7 +11,7 @@ Map) are laid out inside first and then placed as one large node.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from sagaline.diagrams.graph import CONTAINERS, Edge, Graph, Node
@@ -25,6 +25,7 @@ PAD = 20.0
 HEADER = 28.0
 WRAP = 20
 TASK_WIDTH = 150.0
+NOTE = 14.0
 
 
 @dataclass(frozen=True)
@@ -77,18 +78,20 @@ def wrap(text: str, width: int = WRAP) -> list[str]:
     return [*lines, rest] if rest or not lines else lines
 
 
-def size(node: Node) -> tuple[float, float]:
-    """A leaf node's size: BPMN's usual sizes for events and gateways, tasks fit their name."""
+def size(node: Node, noted: bool = False) -> tuple[float, float]:
+    """A leaf node's size: BPMN's usual sizes for events and gateways, tasks fit their name
+    (and, ``noted``, one more line for a note under it)."""
     if node.kind in ("start", "end", "succeed", "fail", "wait"):
         return 36.0, 36.0
     if node.kind in ("choice", "fork", "join"):
         return 50.0, 50.0
-    return TASK_WIDTH, 30.0 + 16.0 * len(wrap(node.name)) + 14.0
+    return TASK_WIDTH, 30.0 + 16.0 * len(wrap(node.name)) + 14.0 + NOTE * noted
 
 
-def layout(graph: Graph) -> Layout:
-    """Lay out the whole graph; see the module docstring for the rules."""
-    boxes, width, height = _scope(graph, None)
+def layout(graph: Graph, noted: Collection[str] = ()) -> Layout:
+    """Lay out the whole graph; see the module docstring for the rules. ``noted``: the ids
+    of the nodes that carry a note (an overlay's attempts), drawn one line taller."""
+    boxes, width, height = _scope(graph, None, frozenset(noted))
     tops: dict[str | None, float] = {}
     for node in graph.nodes:
         if node.kind != "compensation":
@@ -123,18 +126,20 @@ def _route(s: Box, t: Box, edge: Edge) -> tuple[Point, ...]:
     return (start, (mid, start[1]), (mid, end[1]), end)
 
 
-def _scope(graph: Graph, parent: str | None) -> tuple[dict[str, Box], float, float]:
+def _scope(
+    graph: Graph, parent: str | None, noted: frozenset[str]
+) -> tuple[dict[str, Box], float, float]:
     """Boxes of the nodes inside ``parent`` (recursively), relative to its top left corner,
     and the scope's size. Room is left above the rows for the loops' back edges."""
     inner: dict[str, tuple[dict[str, Box], float, float]] = {}
     sizes: dict[str, tuple[float, float]] = {}
     for node in graph.children(parent):
         if node.kind in CONTAINERS:
-            boxes, w, h = _scope(graph, node.id)
+            boxes, w, h = _scope(graph, node.id, noted)
             inner[node.id] = (boxes, w, h)
             sizes[node.id] = (w + 2 * PAD, h + HEADER + PAD)
         else:
-            sizes[node.id] = size(node)
+            sizes[node.id] = size(node, node.id in noted)
     below = _below(graph, parent)
     line = [n.id for n in graph.children(parent) if n.id not in below]
     edges = [

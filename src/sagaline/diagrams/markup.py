@@ -18,8 +18,9 @@ def clean(value: str) -> str:
     return _ILLEGAL.sub(lambda m: repr(m.group())[1:-1], value)
 
 
-def serialize(root: ET.Element) -> str:
-    """The document with an XML declaration, indented (diffs of committed diagrams stay
-    readable)."""
+def serialize(root: ET.Element, declaration: bool = True) -> str:
+    """The document, indented (diffs of committed diagrams stay readable), with an XML
+    declaration unless it is to be embedded in another document."""
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n' if declaration else ""
+    return head + ET.tostring(root, encoding="unicode") + "\n"

@@ -14,7 +14,14 @@ from sagaline.model.records import StepRecord
 from sagaline.model.status import StepKind, StepStatus
 
 Outcome = Literal[
-    "succeeded", "failed", "compensated", "compensation_failed", "running", "pending", "skipped"
+    "succeeded",
+    "failed",
+    "compensated",
+    "compensation_failed",
+    "running",
+    "waiting",
+    "pending",
+    "skipped",
 ]
 OUTCOMES: tuple[Outcome, ...] = (
     "succeeded",
@@ -22,28 +29,41 @@ OUTCOMES: tuple[Outcome, ...] = (
     "compensated",
     "compensation_failed",
     "running",
+    "waiting",
     "pending",
     "skipped",
 )
 """Every outcome :func:`sagaline.diagrams.svg` can draw; a node a run has not reached is
 ``pending``."""
+LABELS: dict[str, str] = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "compensated": "compensated",
+    "compensation_failed": "compensation failed",
+    "running": "running",
+    "waiting": "waiting",
+    "pending": "not run",
+    "skipped": "skipped by hand",
+}
+"""How each outcome is written under a node's name (colour is never the only signal)."""
 
 _BY_STATUS: dict[StepStatus, Outcome] = {
     StepStatus.SUCCEEDED: "succeeded",
     StepStatus.FAILED: "failed",
     StepStatus.RUNNING: "running",
-    StepStatus.WAITING: "running",
+    StepStatus.WAITING: "waiting",
     StepStatus.SKIPPED: "skipped",
 }
 _UNDONE: dict[StepStatus, Outcome] = {
     StepStatus.SUCCEEDED: "compensated",
     StepStatus.FAILED: "compensation_failed",
     StepStatus.RUNNING: "running",
-    StepStatus.WAITING: "running",
+    StepStatus.WAITING: "waiting",
     StepStatus.SKIPPED: "skipped",
 }
 """A step's outcome from its compensation's status. ``skipped``: its compensation failed
 and an operator marked it resolved by hand, so the engine did not undo it."""
+_BOOKKEEPING = (StepKind.PUBLISH, StepKind.PATCH, StepKind.CHILD_RESULT)
 
 
 def outcomes_of(step_records: Iterable[StepRecord]) -> dict[str, Outcome]:
@@ -56,10 +76,24 @@ def outcomes_of(step_records: Iterable[StepRecord]) -> dict[str, Outcome]:
     by_seq = {r.seq: r for r in records}
     outcomes: dict[str, Outcome] = {}
     for rec in records:
-        if rec.kind in (StepKind.PUBLISH, StepKind.PATCH, StepKind.CHILD_RESULT):
+        if rec.kind in _BOOKKEEPING:
             continue
         outcomes[rec.name] = _BY_STATUS[rec.status]
         step = by_seq.get(rec.compensates_seq) if rec.compensates_seq is not None else None
         if rec.kind is StepKind.COMPENSATION and step is not None:
             outcomes[step.name] = _UNDONE[rec.status]
     return outcomes
+
+
+def notes_of(step_records: Iterable[StepRecord]) -> dict[str, str]:
+    """What a diagram writes beside an outcome, by node name: the attempts a step or
+    compensation took when it took more than one (its latest call's, like the outcome)."""
+    notes: dict[str, str] = {}
+    for rec in sorted(step_records, key=lambda r: r.seq):
+        if rec.kind in _BOOKKEEPING:
+            continue
+        if rec.attempts > 1:
+            notes[rec.name] = f"{rec.attempts} attempts"
+        else:
+            notes.pop(rec.name, None)
+    return notes

@@ -14,6 +14,10 @@ graph has two sources:
 
 Compensations hang under their steps (``undo`` edges); the order they run in when a saga
 unwinds — the reverse of the steps before the first pivot — is drawn as ``unwind`` edges.
+
+One run (:func:`run_graph`, the web UI's run page) is drawn on its workflow's declaration
+merged with its own path alone, or, in a process that never imported the workflow, on its
+path alone.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import Any
 
 from sagaline.diagrams.graph import Graph, GraphBuilder, NodeKind
 from sagaline.engine.registry import StepDef, WorkflowDef, get_step, get_workflow
-from sagaline.model.errors import UnknownStepError
-from sagaline.model.records import StepRecord
+from sagaline.model.errors import UnknownStepError, UnknownWorkflowError
+from sagaline.model.records import RunRecord, StepRecord
 from sagaline.model.status import StepKind, StepStatus
 
 FORWARD: dict[StepKind, tuple[str, NodeKind, str]] = {
@@ -91,14 +95,44 @@ def workflow_graph(
         UnknownWorkflowError: the name is not registered in this process.
     """
     wdef = get_workflow(workflow) if isinstance(workflow, str) else workflow
-    b = GraphBuilder(wdef.name)
+    return _graph(wdef.name, declared_steps(wdef), runs)
+
+
+def run_graph(run: RunRecord, step_records: Sequence[StepRecord]) -> Graph:
+    """The graph one run is drawn on: its workflow's, merged with this run's path.
+
+    A process that never imported the workflow (a server started without its module)
+    still draws the run, from its records alone: the path it took so far and its
+    compensations (with, for the steps it did import, their declared compensations not
+    run yet). So, unlike :func:`workflow_graph`, an unknown workflow is not an error. A
+    run that has not finished draws no edge to an end: its path goes on.
+
+    Args:
+        run: the run (its workflow's name and status are read).
+        step_records: the run's step records, as the store returns them.
+    """
+    try:
+        wdef = get_workflow(run.workflow)
+    except UnknownWorkflowError:
+        return _graph(run.workflow, [], [step_records], run.status.is_terminal)
+    return _graph(wdef.name, declared_steps(wdef), [step_records], run.status.is_terminal)
+
+
+def _graph(
+    name: str,
+    declared: list[StepDef[Any, Any]],
+    runs: Iterable[Sequence[StepRecord]],
+    ended: bool = True,
+) -> Graph:
+    """``ended``: the runs are over, so each path's last place leads to an end."""
+    b = GraphBuilder(name)
     start = b.node(("start",), "start", "start")
-    declared = declared_steps(wdef)
     paths = [records for records in (list(r) for r in runs) if _forward(records)]
     seen: set[str] = set()
     for records in paths:
-        seen.update(_add_run(b, start, records))
-    _add_declared(b, start, declared, seen, draw_all=not paths)
+        seen.update(_add_run(b, start, records, ended))
+    now = None if ended or not paths else b.find(_key(_forward(paths[-1])[-1]))
+    _add_declared(b, start, declared, seen, draw_all=not paths, now=now)
     lines = [[_step_id(b, d) for d in declared]] if not paths else []
     lines += [[b.find(_key(r)) or "" for r in _forward(records)] for records in paths]
     _add_unwinding(b, lines)
@@ -134,7 +168,7 @@ def _place(b: GraphBuilder, rec: StepRecord) -> str:
     return b.node(_key(rec), rec.name, kind, detail=detail)
 
 
-def _add_run(b: GraphBuilder, start: str, records: Sequence[StepRecord]) -> set[str]:
+def _add_run(b: GraphBuilder, start: str, records: Sequence[StepRecord], ended: bool) -> set[str]:
     """Add one run's path and its recorded unwinding; the step names it passed."""
     forward = _forward(records)
     ids = [_place(b, rec) for rec in forward]
@@ -148,9 +182,9 @@ def _add_run(b: GraphBuilder, start: str, records: Sequence[StepRecord]) -> set[
     comps = [_undo(b, by_seq[r.compensates_seq or 0], r) for r in undone]
     for later, earlier in pairwise(comps):
         b.edge(later, earlier, "unwind", runs=1)
-    if comps and all(r.status is not StepStatus.FAILED for r in undone):
+    if ended and comps and all(r.status is not StepStatus.FAILED for r in undone):
         b.edge(comps[-1], b.node(("compensated",), "compensated", "end"), "unwind", runs=1)
-    elif not undone and forward and forward[-1].status is StepStatus.SUCCEEDED:
+    elif ended and not undone and forward and forward[-1].status is StepStatus.SUCCEEDED:
         b.edge(ids[-1], b.node(("end",), "completed", "end"), runs=1)
     return {r.name for r in forward}
 
@@ -169,12 +203,20 @@ def _add_declared(
     declared: list[StepDef[Any, Any]],
     seen: set[str],
     draw_all: bool,
+    now: str | None = None,
 ) -> None:
-    """Declared steps no run passed: linked to their source-order neighbours, uncounted."""
+    """Declared steps no run passed: linked to their source-order neighbours, uncounted.
+
+    ``now``: where an unfinished run is. A step it has not reached, whose neighbour before
+    it in the source it has passed (or that has none), comes after where the run is: the
+    run may have gone through places the source does not declare (a signal, a sleep).
+    """
     ids = [_step_id(b, d) for d in declared]
     for i, sdef in enumerate(declared):
         if draw_all or sdef.name not in seen:
             before = ids[i - 1] if i else start
+            if now is not None and (not i or declared[i - 1].name in seen):
+                before = now
             after = ids[i + 1] if i + 1 < len(ids) else b.node(("end",), "completed", "end")
             b.edge(before, ids[i])
             b.edge(ids[i], after)

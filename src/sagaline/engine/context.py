@@ -144,6 +144,9 @@ class RunContext:
         self.draining = False
         self.settled: RunRecord | None = None
         """The run as this worker left it, once it ended or was parked."""
+        self.traced = False
+        """Whether this execution's run span records (set by the observer): its steps get
+        spans only then, decided once per execution instead of once per step."""
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -260,12 +263,15 @@ class RunContext:
         """
         # A transactional step's transaction carries only that step's writes: what waits
         # for the next commit keeps waiting, whatever becomes of that transaction.
-        markers: list[StepRecord] = []
-        if via is None:
+        publishes: list[tuple[StepRecord, OutboxMessage]] = []
+        if via is None and (self.pending_markers or self.publishes):
             markers, self.pending_markers = self.pending_markers, []
-        publishes = list(self.publishes) if via is None else []
-        messages = [*(m for _, m in publishes), *outbox]
-        events = [*events, *self.published((m for _, m in publishes), None)]
+            publishes = list(self.publishes)
+            rows = [*markers, *(row for row, _ in publishes), *steps]
+            messages = [*(m for _, m in publishes), *outbox]
+            events = [*events, *self.published((m for _, m in publishes), None)]
+        else:  # the common checkpoint: nothing waited for it
+            rows, messages, events = list(steps), list(outbox), list(events)
         if change is not None and change.status is RunStatus.SUSPENDED and self.cancel_requested:
             # It knows of the cancel and sleeps on purpose (unwinding waits for a task, a
             # child or a backoff): the store must not wake it at once for that cancel.
@@ -278,7 +284,7 @@ class RunContext:
             self.run.run_id,
             self.rt.owner,
             self.run.lease_epoch,
-            [*markers, *(row for row, _ in publishes), *steps],
+            rows,
             events,
             change,
             list(new_runs),

@@ -9,10 +9,11 @@ prometheus-client's global ``REGISTRY``, which ``sagaline serve``'s ``/metrics``
 a process's metrics are its own whatever the number of engines in it.
 
 Counters and histograms are updated where things happen (a step attempt, a commit, a run
-settling). The gauges that need the database — runs by status, the outbox backlog — are
-read from counts kept by :class:`Snapshot`: a scrape never queries the database itself; it
-schedules a recount on the engine's loop when the last one is older than
-``Snapshot.every`` seconds, so a million runs cost one indexed count every few seconds, and
+settling). The gauges that need the database — runs by status, the outbox backlog, and
+(where a tracker is read, as ``sagaline serve`` does) choreographed sagas by status — are
+read from counts kept by :class:`Snapshot` and :class:`SagaCounts`: a scrape never queries
+the database itself; it schedules a recount on the owner's loop when the last one is older
+than ``every`` seconds, so a million runs cost one indexed count every few seconds, and
 only while someone scrapes. A scrape shows the counts of the previous recount.
 """
 
@@ -20,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import importlib.util
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sagaline.model.errors import SagalineError
 from sagaline.model.records import Checkpoint, CommitResult
@@ -37,10 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sagaline.metrics")
 
-try:
-    import prometheus_client
-except ImportError:  # pragma: no cover - the extra is installed in development
-    prometheus_client = None  # type: ignore[assignment]
 
 STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                 30, 60)  # fmt: skip
@@ -50,13 +50,23 @@ COMMIT_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
+@functools.cache
 def available() -> bool:
-    """Whether prometheus-client is installed (``sagaline[metrics]``)."""
-    return prometheus_client is not None
+    """Whether prometheus-client is installed (``sagaline[metrics]``). Imported only when
+    an engine turns metrics on: a process that never does (a worker with no metrics port)
+    does not pay for loading it."""
+    return importlib.util.find_spec("prometheus_client") is not None
+
+
+def _client() -> ModuleType:
+    require()
+    import prometheus_client
+
+    return prometheus_client
 
 
 def require() -> None:
-    if prometheus_client is None:
+    if not available():
         raise SagalineError(
             "metrics need prometheus-client; install it with `pip install 'sagaline[metrics]'`"
         )
@@ -71,7 +81,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         require()
-        pc = prometheus_client
+        pc = _client()
         self.registry = registry
         self.runs_started = pc.Counter(
             "sagaline_runs_started", "Runs started, by workflow.", ["workflow"], registry=registry
@@ -186,7 +196,7 @@ _by_registry: dict[int, Metrics] = {}
 def metrics_for(registry: CollectorRegistry | None = None) -> Metrics:
     """The process's :class:`Metrics` in ``registry`` (default: the global ``REGISTRY``)."""
     require()
-    registry = registry if registry is not None else prometheus_client.REGISTRY
+    registry = registry if registry is not None else _client().REGISTRY
     with _lock:
         found = _by_registry.get(id(registry))
         if found is None or found.registry is not registry:
@@ -194,36 +204,26 @@ def metrics_for(registry: CollectorRegistry | None = None) -> Metrics:
         return found
 
 
-class Snapshot:
-    """One engine's view for the gauges: its worker's load, and its database's counts.
-
-    The counts are refreshed on the engine's own loop, at most every ``every`` seconds and
-    only when a scrape asks for them, so scraping never blocks on the database (a scrape
-    runs in the exporter's thread, or in the API's loop) and never scans per request.
-    """
+class Counted:
+    """Counts for the gauges, refreshed on their owner's loop at most every ``every``
+    seconds and only when a scrape asks for them, so scraping never blocks on the database
+    (a scrape runs in the exporter's thread, or in the API's loop) and never scans per
+    request. Subclasses say what :meth:`recount` reads."""
 
     every = 5.0
 
-    def __init__(
-        self,
-        store: Store,
-        loop: asyncio.AbstractEventLoop,
-        in_flight: Callable[[], int] | None,
-        concurrency: int,
-    ) -> None:
-        self.store = store
-        self.url = store.url
+    def __init__(self, url: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.url = url
         self.loop = loop
-        self.in_flight = in_flight
-        self.concurrency = concurrency
-        self.by_status: dict[str, int] = {}
-        self.outbox: int | None = None
         self.counted_at: float | None = None
         """When the counts were last read (``time.monotonic``); None: never yet."""
         self._counting: Any = None
 
+    async def recount(self) -> None:
+        raise NotImplementedError
+
     def due(self) -> None:
-        """Ask for a recount on the engine's loop if the last one is old (from any thread)."""
+        """Ask for a recount on the owner's loop if the last one is old (from any thread)."""
         if self._counting is not None and not self._counting.done():
             return  # (a done one may have been stored after it finished: not "in progress")
         if self.counted_at is not None and time.monotonic() - self.counted_at < self.every:
@@ -232,6 +232,25 @@ class Snapshot:
             return
         with contextlib.suppress(RuntimeError):  # the loop is shutting down
             self._counting = asyncio.run_coroutine_threadsafe(self.recount(), self.loop)
+
+
+class Snapshot(Counted):
+    """One engine's view for the gauges: its worker's load, and its database's counts
+    (refreshed on the engine's own loop, as :class:`Counted` says)."""
+
+    def __init__(
+        self,
+        store: Store,
+        loop: asyncio.AbstractEventLoop,
+        in_flight: Callable[[], int] | None,
+        concurrency: int,
+    ) -> None:
+        super().__init__(store.url, loop)
+        self.store = store
+        self.in_flight = in_flight
+        self.concurrency = concurrency
+        self.by_status: dict[str, int] = {}
+        self.outbox: int | None = None
 
     async def recount(self) -> None:
         """Read the counts now (a failure keeps the last ones: a scrape must not fail)."""
@@ -245,17 +264,50 @@ class Snapshot:
             self.counted_at = time.monotonic()
 
 
+class SagaCounts(Counted):
+    """A tracker's choreographed sagas by status for the gauges, read by ``count`` (the
+    tracker's counts; None while no tracker has recorded into ``url``) on the loop of the
+    process that reads them, as :class:`Counted` says."""
+
+    def __init__(
+        self,
+        url: str,
+        loop: asyncio.AbstractEventLoop,
+        count: Callable[[], Awaitable[dict[str, int] | None]],
+    ) -> None:
+        super().__init__(url, loop)
+        self.count = count
+        self.by_status: dict[str, int] | None = None
+
+    async def recount(self) -> None:
+        """Read the counts now (a failure keeps the last ones: a scrape must not fail)."""
+        try:
+            self.by_status = await self.count()
+        except Exception as exc:
+            log.debug("counting sagas for the metrics failed: %s", exc)
+        finally:
+            self.counted_at = time.monotonic()
+
+
 class StateCollector:
-    """The gauges read at scrape time from each open engine's :class:`Snapshot`."""
+    """The gauges read at scrape time from each open engine's :class:`Snapshot` and each
+    tracker reader's :class:`SagaCounts`."""
 
     def __init__(self) -> None:
         self._snapshots: weakref.WeakSet[Snapshot] = weakref.WeakSet()
+        self._sagas: weakref.WeakSet[SagaCounts] = weakref.WeakSet()
 
-    def add(self, snapshot: Snapshot) -> None:
-        self._snapshots.add(snapshot)
+    def add(self, counted: Snapshot | SagaCounts) -> None:
+        if isinstance(counted, SagaCounts):
+            self._sagas.add(counted)
+        else:
+            self._snapshots.add(counted)
 
-    def remove(self, snapshot: Snapshot) -> None:
-        self._snapshots.discard(snapshot)
+    def remove(self, counted: Snapshot | SagaCounts) -> None:
+        if isinstance(counted, SagaCounts):
+            self._sagas.discard(counted)
+        else:
+            self._snapshots.discard(counted)
 
     def describe(self) -> list[Metric]:
         return []  # names are known only at collect time; nothing to check at register
@@ -274,15 +326,9 @@ class StateCollector:
         backlog = GaugeMetricFamily(
             "sagaline_outbox_backlog", "Events written but not yet confirmed by the broker."
         )
-        # Several engines on one database count it once; distinct databases add up.
-        by_url: dict[str, Snapshot] = {}
-        for snapshot in snapshots:
-            best = by_url.get(snapshot.url)
-            if best is None or (snapshot.counted_at or 0.0) > (best.counted_at or 0.0):
-                by_url[snapshot.url] = snapshot
         totals: dict[str, int] = {}
         outbox: int | None = None
-        for snapshot in by_url.values():
+        for snapshot in _freshest_by_url(snapshots):
             for status, n in snapshot.by_status.items():
                 totals[status] = totals.get(status, 0) + n
             if snapshot.outbox is not None:
@@ -304,6 +350,50 @@ class StateCollector:
         )
         capacity.add_metric([], sum(s.concurrency for s in workers))
         yield capacity
+        yield from self._saga_gauges()
+
+    def _saga_gauges(self) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        readers = list(self._sagas)
+        for counts in readers:
+            counts.due()
+        sagas = GaugeMetricFamily(
+            "sagaline_sagas",
+            "Choreographed sagas the tracker recorded, by status, as counted at most a few "
+            "seconds ago.",
+            labels=["status"],
+        )
+        stalled = GaugeMetricFamily(
+            "sagaline_sagas_stalled",
+            "Choreographed sagas past their deadline and not ended: a service is not answering.",
+        )
+        totals: dict[str, int] | None = None
+        for counts in _freshest_by_url(readers):
+            if counts.by_status is not None:
+                totals = {} if totals is None else totals
+                for status, n in counts.by_status.items():
+                    totals[status] = totals.get(status, 0) + n
+        if totals is not None:
+            for status, n in sorted(totals.items()):
+                sagas.add_metric([status], n)
+            stalled.add_metric([], totals.get("STALLED", 0))
+        yield sagas
+        yield stalled
+
+
+C = TypeVar("C", bound=Counted)
+
+
+def _freshest_by_url(counted: Iterable[C]) -> list[C]:
+    """Several engines (or readers) on one database count it once: the latest count of
+    each; distinct databases add up."""
+    by_url: dict[str, C] = {}
+    for item in counted:
+        best = by_url.get(item.url)
+        if best is None or (item.counted_at or 0.0) > (best.counted_at or 0.0):
+            by_url[item.url] = item
+    return list(by_url.values())
 
 
 def _call(fn: Callable[[], int] | None) -> int:

@@ -66,6 +66,8 @@ class Observer:
         finished counter and duration."""
         run, tracing = ctx.run, self.tracing
         span = token = None
+        if tracing is not None and tracing.silent():
+            tracing = None
         if tracing is not None:
             attributes = {
                 "sagaline.run_id": run.run_id,
@@ -76,6 +78,7 @@ class Observer:
             parent = tracing.run_parent(run.run_id, run.traceparent)
             span = tracing.start(f"run {run.workflow}", attributes, parent)
             token = tracing.activate(span)
+            ctx.traced = span.is_recording()
         outcome = INTERRUPTED
         try:
             yield
@@ -94,7 +97,7 @@ class Observer:
                 self.metrics.finished(run.workflow, ctx.settled.status.value, seconds)
 
     def probe(self, ctx: RunContext, name: str, kind: str) -> Probe:
-        return Probe(self, ctx.run.run_id, name, kind)
+        return Probe(self, ctx.run.run_id, name, kind, ctx.traced)
 
 
 def outgoing_traceparent(observer: Observer | None, inherited: str | None) -> str | None:
@@ -119,11 +122,10 @@ class Probe:
 
     __slots__ = ("_children", "_kind", "_name", "_run_id", "_tracing")
 
-    def __init__(self, observer: Observer, run_id: str, name: str, kind: str) -> None:
-        tracing = observer.tracing
+    def __init__(self, observer: Observer, run_id: str, name: str, kind: str, traced: bool) -> None:
         # The run's span is not recorded (sampled out, no SDK): its steps' would not be
         # either, so skip them; what the step's code traces still finds the run's context.
-        self._tracing = tracing if tracing is not None and tracing.recording() else None
+        self._tracing = observer.tracing if traced else None
         m = observer.metrics
         self._children = None if m is None else m.step(name, kind)
         self._run_id, self._name, self._kind = run_id, name, kind

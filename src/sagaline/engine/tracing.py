@@ -40,6 +40,9 @@ except ImportError:  # pragma: no cover - the extra is installed in development
     trace = None  # type: ignore[assignment]
 
 TRACER = "sagaline"
+_SILENT: tuple[type, ...] = (
+    () if trace is None else (trace.NoOpTracerProvider, trace.ProxyTracerProvider)
+)
 
 
 def available() -> bool:
@@ -96,6 +99,15 @@ class Tracing:
         """The ``traceparent`` of the span active in the caller, if any."""
         return current_traceparent()
 
+    def silent(self) -> bool:
+        """Whether no SDK would record a span now: the API's no-op provider, or its proxy
+        while no SDK provider is set. A run then starts no span at all (the API's no-op
+        spans still cost a context per run and a lookup per step), and resumes recording
+        at its next execution once the application installs an SDK.
+        """
+        provider = self._provider or trace.get_tracer_provider()
+        return isinstance(provider, _SILENT)
+
     def run_parent(self, run_id: str, traceparent: str | None) -> Context:
         """The context a run's span starts in: the stored ``traceparent``, else derived."""
         if traceparent:
@@ -142,11 +154,6 @@ class Tracing:
             yield
         finally:
             otel_context.detach(token)
-
-    @staticmethod
-    def recording() -> bool:
-        """Whether the current span (the run's, around a step) is being recorded."""
-        return trace.get_current_span().is_recording()
 
     def start(self, name: str, attributes: dict[str, Any], parent: Context | None = None) -> Span:
         return self.tracer.start_span(name, context=parent, attributes=attributes)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from types import TracebackType
@@ -42,6 +43,8 @@ log = logging.getLogger("sagaline.tracker")
 
 GROUP = "tracker"
 """The bus group every tracker process joins: each event is recorded by one of them."""
+EVERY_SAGA = 2**62
+"""A limit no store reaches: :meth:`Tracker.counts` reads every saga's summary."""
 
 _declarations: dict[str, Declaration] = {}
 
@@ -317,6 +320,18 @@ class Tracker:
         await self._refresh_knowledge()
         views = [self._view(s.correlation_id, events[s.correlation_id]) for s in summaries]
         return [v for v in views if wanted is None or v.status is wanted]
+
+    async def counts(self) -> dict[SagaStatus, int]:
+        """How many sagas are in each status now: every status, zeros included.
+
+        Judged as :meth:`sagas` picks them, from the summary decided when each saga's last
+        event was recorded (how it ended, when its deadline falls) and the clock: one read
+        of every saga's summary, none of their events.
+        """
+        now = self._clock()
+        summaries = await self.store.list_sagas(choreo.SagaQuery(), now, EVERY_SAGA)
+        found = Counter(choreo.status_at(s, now) for s in summaries)
+        return {status: found[status] for status in SagaStatus}
 
     def map(self) -> str:
         """Who publishes and who consumes which event, as a Mermaid flowchart: from the

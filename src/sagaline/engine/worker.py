@@ -23,7 +23,7 @@ from sagaline.engine.runtime import Runtime
 from sagaline.engine.schedule import Scheduler
 from sagaline.engine.wake import wait_event
 from sagaline.model.errors import DatabaseError, DiskFullError, SagalineError
-from sagaline.model.records import RunRecord
+from sagaline.model.records import RunRecord, SignalRecord, StepRecord
 
 log = logging.getLogger("sagaline.worker")
 
@@ -187,25 +187,43 @@ class Worker:
     def executing(self, run_id: str) -> bool:
         return run_id in self._tasks
 
-    def adopt(self, run: RunRecord, fresh: bool = False, granted_at: float | None = None) -> None:
+    def adopt(
+        self,
+        run: RunRecord,
+        fresh: bool = False,
+        granted_at: float | None = None,
+        history: tuple[list[StepRecord], list[SignalRecord]] | None = None,
+    ) -> None:
         """Execute a run this worker has just claimed (``fresh``: just created, no history).
 
         ``granted_at``: when the claim that leased it was sent (on ``Leases.now``'s clock).
+        ``history``: its steps and unconsumed signals, read after the claim (else they are
+        read when it starts).
         """
         if run.run_id in self._tasks:
             return
         leases = self.rt.leases
         leases.granted([run.run_id], leases.now() if granted_at is None else granted_at)
-        task = asyncio.create_task(self._execute(run, fresh), name=f"sagaline-run-{run.run_id}")
+        task = asyncio.create_task(
+            self._execute(run, fresh, history), name=f"sagaline-run-{run.run_id}"
+        )
         self._tasks[run.run_id] = task
 
-    async def _execute(self, run: RunRecord, fresh: bool) -> None:
+    async def _execute(
+        self,
+        run: RunRecord,
+        fresh: bool,
+        history: tuple[list[StepRecord], list[SignalRecord]] | None = None,
+    ) -> None:
         look_again = True  # whether the claim loop should look for work when this ends
         settled: RunRecord | None = None
         try:
             store = self.rt.store
-            records = [] if fresh else await store.load_steps(run.run_id)
-            signals = [] if fresh else await store.load_signals(run.run_id)
+            if history is not None:
+                records, signals = history
+            else:
+                records = [] if fresh else await store.load_steps(run.run_id)
+                signals = [] if fresh else await store.load_signals(run.run_id)
             ctx = RunContext(self.rt, run, records, signals)
             self._contexts[run.run_id] = ctx
             await execute(ctx)
@@ -324,8 +342,20 @@ class Worker:
                 # Counted from when the claim was sent: the database read its clock after.
                 due = sent + claim.retry_in
                 self._rate_due = due if self._rate_due is None else min(self._rate_due, due)
+            if not claim.runs:
+                continue
+            # What each run replays, read for all of them at once: after a crash, a
+            # worker takes over hundreds of runs, and one read each would queue them up.
+            ids = [run.run_id for run in claim.runs]
+            try:
+                steps = await self.rt.store.load_steps_many(ids)
+                signals = await self.rt.store.load_signals_many(ids)
+            except Exception:  # each run reads its own, and deals with the failure itself
+                steps, signals = {}, {}
             for run in claim.runs:
-                self.adopt(run, granted_at=sent_at)
+                found = run.run_id in steps and run.run_id in signals
+                history = (steps[run.run_id], signals[run.run_id]) if found else None
+                self.adopt(run, granted_at=sent_at, history=history)
 
     async def _heartbeat_loop(self) -> None:
         interval = self.rt.lease_seconds / 3

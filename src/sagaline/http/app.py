@@ -21,16 +21,17 @@ from starlette.types import ASGIApp
 from sagaline.engine.engine import Engine
 from sagaline.http import problems, ui
 from sagaline.http.guard import BodyLimit, Guard, SecurityHeaders
+from sagaline.http.limits import DEFAULT_MAX_BODY_BYTES
 from sagaline.http.locks import LockRoutes
-from sagaline.http.metrics import metrics
+from sagaline.http.metrics import metrics, watch_sagas
 from sagaline.http.problems import Problem
 from sagaline.http.routes import Api, json
+from sagaline.http.sagas import SagaRoutes
 from sagaline.http.sessions import Sessions
 from sagaline.http.tasks import TaskRoutes, WorkerFence
 from sagaline.model.errors import SagalineError
 
 log = logging.getLogger("sagaline.http")
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 PUBLIC = ("/healthz",)
 
 
@@ -89,13 +90,16 @@ def create_app(
     """
 
     sagas = ui.Sagas(engine.url)
+    saga_routes = SagaRoutes(sagas.tracker)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with engine:
+            unwatch = watch_sagas(engine.url, saga_routes.counts)
             try:
                 yield
             finally:
+                unwatch()
                 await sagas.aclose()
 
     api = Api(engine)
@@ -106,7 +110,12 @@ def create_app(
             Route("/metrics", metrics, methods=["GET"]),
             Mount(
                 "/api/v1",
-                routes=[*TaskRoutes(engine).routes(), *LockRoutes(engine).routes(), *api.routes()],
+                routes=[
+                    *TaskRoutes(engine).routes(),
+                    *LockRoutes(engine).routes(),
+                    *saga_routes.routes(),
+                    *api.routes(),
+                ],
             ),
             *ui.ui_routes(engine, sessions, stopping, sagas),
         ],

@@ -11,6 +11,8 @@ from typing import Any
 
 from sagaline.http.locks import paths as lock_paths
 from sagaline.http.locks import schemas as lock_schemas
+from sagaline.http.sagas import paths as saga_paths
+from sagaline.http.sagas import schemas as saga_schemas
 from sagaline.http.sessions import COOKIE
 from sagaline.model.status import RunStatus, StepKind, StepStatus
 
@@ -504,6 +506,7 @@ def document() -> Json:
             },
             **_task_paths(),
             **lock_paths(UNAUTHENTICATED, INVALID),
+            **saga_paths(UNAUTHENTICATED, INVALID),
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -555,6 +558,7 @@ def document() -> Json:
                 "FailRequest": FAIL,
                 "TaskAnswered": ANSWERED,
                 **lock_schemas(),
+                **saga_schemas(),
             },
         },
     }

@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 
+from sagaline.model.choreography import SagaNotFoundError
 from sagaline.model.errors import (
     DatabaseUnavailableError,
     DefinitionError,
@@ -22,6 +23,7 @@ from sagaline.model.errors import (
     PayloadTooLargeError,
     RunNotFoundError,
     SagalineError,
+    UndecodableRowError,
     UnknownWorkflowError,
 )
 
@@ -29,6 +31,7 @@ PROBLEM_JSON = "application/problem+json"
 
 _STATUS: list[tuple[type[SagalineError], int]] = [
     (RunNotFoundError, 404),
+    (SagaNotFoundError, 404),
     (InvalidOperationError, 409),  # and RunConflictError, its subclass
     (PayloadTooLargeError, 413),
     (InvalidNameError, 422),
@@ -36,6 +39,7 @@ _STATUS: list[tuple[type[SagalineError], int]] = [
     (UnknownWorkflowError, 422),
     (DefinitionError, 422),  # a start's arguments do not bind to the workflow's parameters
     (DatabaseUnavailableError, 503),
+    (UndecodableRowError, 500),  # the stored row is damaged: its message says which, and what to do
 ]
 
 

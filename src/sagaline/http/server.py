@@ -10,7 +10,8 @@ import socket
 import uvicorn
 
 from sagaline.engine.engine import Engine
-from sagaline.http.app import DEFAULT_MAX_BODY_BYTES, create_app
+from sagaline.http.app import create_app
+from sagaline.http.limits import DEFAULT_MAX_BODY_BYTES
 from sagaline.model.errors import SagalineError
 
 GRACE_SECONDS = 10.0

@@ -29,6 +29,14 @@ from typing import Any, Protocol, runtime_checkable
 import msgspec
 
 from sagaline.model import crypto
+from sagaline.model.errors import (
+    DefinitionError,
+    PayloadDecodeError,
+    PayloadEncodeError,
+    PayloadError,
+    PayloadNotFiniteError,
+    PayloadTooLargeError,
+)
 
 DEFAULT_MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
@@ -58,8 +66,6 @@ def _check_finite(value: Any, where: str) -> None:
         return  # it did encode as JSON: do not refuse it over a stricter conversion
     found = _non_finite(plain)
     if found is not None:
-        from sagaline.model.errors import PayloadNotFiniteError
-
         number, *path = found
         raise PayloadNotFiniteError(where, _path_text(reversed(path)), number)
 
@@ -184,8 +190,6 @@ class Codec:
 
     def encode_json(self, value: Any, where: str) -> bytes:
         """``value`` as plain JSON, unprotected: for the engine's own bookkeeping values."""
-        from sagaline.model.errors import PayloadEncodeError, PayloadTooLargeError
-
         try:
             data = self._encoder.encode(value)
         except (TypeError, NotImplementedError, OverflowError, ValueError) as exc:
@@ -211,8 +215,6 @@ class Codec:
         try:
             return codec.encode(data)
         except Exception as exc:
-            from sagaline.model.errors import PayloadError
-
             raise PayloadError(
                 f"{where}: the payload codec {type(codec).__qualname__} could not encode the "
                 f"value ({_reason(exc)}); nothing was written"
@@ -246,8 +248,6 @@ class Codec:
 
     def decode_json(self, data: bytes, type_: Any, where: str) -> Any:
         """Plain JSON bytes (no payload codec applied) as ``type_``."""
-        from sagaline.model.errors import PayloadDecodeError
-
         try:
             return self._decoder(type_).decode(data)
         except (
@@ -287,8 +287,6 @@ class Signature:
         try:
             hints = _type_hints(fn)
         except Exception as exc:
-            from sagaline.model.errors import DefinitionError
-
             raise DefinitionError(
                 f"{owner}: cannot resolve the type annotations ({exc}); make every annotation "
                 f"importable at module level"
@@ -301,8 +299,6 @@ class Signature:
                 _check_storable(hint, owner, "its return type" if name == "return" else name)
         for param in self._sig.parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                from sagaline.model.errors import DefinitionError
-
                 raise DefinitionError(
                     f"{owner}: *args and **kwargs cannot be recorded; name every parameter"
                 )
@@ -322,8 +318,6 @@ class Signature:
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[Any]:
         """The call's arguments in parameter order, defaults filled in."""
-        from sagaline.model.errors import DefinitionError
-
         if not kwargs and len(args) == len(self.params) and self._all_positional:
             return list(args)  # the common call, without inspect's general binding
         try:
@@ -334,8 +328,6 @@ class Signature:
         return [bound.arguments[p.name] for p in self.params]
 
     def encode_args(self, codec: Codec, values: list[Any]) -> bytes:
-        from sagaline.model.errors import PayloadEncodeError
-
         try:
             return codec.encode(values, f"{self.owner} arguments")
         except PayloadEncodeError:
@@ -346,8 +338,6 @@ class Signature:
     def decode_args(self, codec: Codec, data: bytes) -> list[Any]:
         raws: list[msgspec.Raw] = codec.decode(data, self._args_type, f"{self.owner} arguments")
         if len(raws) != len(self.params):
-            from sagaline.model.errors import PayloadDecodeError
-
             raise PayloadDecodeError(
                 f"{self.owner} arguments",
                 "list",
@@ -360,6 +350,8 @@ class Signature:
 
     def call_parts(self, values: list[Any]) -> tuple[list[Any], dict[str, Any]]:
         """Positional and keyword arguments that call the function with ``values``."""
+        if self._all_positional:
+            return values, {}
         args: list[Any] = []
         kwargs: dict[str, Any] = {}
         for param, value in zip(self.params, values, strict=True):
@@ -374,8 +366,6 @@ def _check_storable(type_: Any, owner: str, what: str) -> None:
     """Refuse, when the function is decorated, a type no payload can be decoded to: it
     would otherwise fail every run (or ``result()`` after the run completed)."""
     import msgspec.inspect as mi
-
-    from sagaline.model.errors import DefinitionError
 
     if type_ is None or type_ is type(None):
         return

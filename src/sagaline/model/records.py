@@ -6,10 +6,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from sagaline.model import events
 from sagaline.model.events import Event
 from sagaline.model.locks import LockAnswer, NewLock, ReleaseLock
 from sagaline.model.status import RunStatus, StepKind, StepStatus
+
+_JSON = msgspec.json.Encoder()
 
 
 def to_datetime(ts: float | None) -> datetime | None:
@@ -144,6 +148,12 @@ class NewEvent:
     @property
     def data(self) -> dict[str, Any]:
         return self.event.fields()
+
+    @property
+    def json(self) -> str:
+        """The data as the stores keep it: compact JSON text (msgspec; several times
+        cheaper than ``json.dumps``, and a saga writes about ten events)."""
+        return _JSON.encode(self.event.fields()).decode()
 
 
 @dataclass(frozen=True)

@@ -364,6 +364,10 @@ class Store(Protocol):
     async def load_signals(self, run_id: str) -> list[SignalRecord]:
         """The run's signals not yet consumed, oldest first."""
 
+    async def load_signals_many(self, run_ids: Sequence[str]) -> dict[str, list[SignalRecord]]:
+        """:meth:`load_signals` of each run, in one query (what a claim just leased), every
+        run mapped, to an empty list if it has none."""
+
     async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
         """The earliest timer among suspended runs of these queues and workflows."""
 

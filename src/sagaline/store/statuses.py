@@ -22,3 +22,18 @@ PIVOT_STARTED = frozenset({StepStatus.RUNNING, StepStatus.SUCCEEDED})
 def values(statuses: Iterable[StrEnum]) -> list[str]:
     """The stored names, sorted so that the bound value is the same on every call."""
     return sorted(s.value for s in statuses)
+
+
+def status_counts(rows: Iterable[tuple[str, int]]) -> dict[RunStatus, int]:
+    """(stored status, count) rows as counts by status. A stored name this version does
+    not know (a damaged row, or a newer sagaline's status) is left out of the counts
+    rather than failing them: the run itself is listed as undecodable, and every list
+    and page that shows counts keeps working."""
+    counts: dict[RunStatus, int] = {}
+    for name, n in rows:
+        try:
+            status = RunStatus(name)
+        except ValueError:
+            continue
+        counts[status] = counts.get(status, 0) + int(n)
+    return counts

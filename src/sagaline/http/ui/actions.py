@@ -26,7 +26,7 @@ from sagaline.http.problems import Problem, from_error
 from sagaline.http.routes import act, send_signal
 from sagaline.http.sessions import COOKIE, LIFETIME, SIGNIN_COOKIE, Session, Sessions, same
 from sagaline.http.ui.render import page, run_url
-from sagaline.model.errors import SagalineError
+from sagaline.model.errors import SagalineError, UndecodableRowError
 
 MAX_FIELDS = 20
 NONCE = re.compile(r"[A-Za-z0-9_-]{32}")
@@ -173,6 +173,8 @@ class Forms:
             run = await self._perform(action, who, run_id, form)
         except Problem as problem:
             return self._result(request, run_id, problem.detail, problem.status)
+        except UndecodableRowError as exc:  # the run's page says what is damaged, and why
+            return self._result(request, run_id, f"{LABEL[action]}: refused, {exc}", 409)
         except SagalineError as exc:
             refusal = from_error(exc)
             return self._result(request, run_id, refusal.detail, refusal.status)

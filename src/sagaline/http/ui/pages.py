@@ -2,6 +2,10 @@
 live stream. A surface: each page reads what the API's handler for the same data reads
 (:func:`sagaline.http.routes.read_run`, the store's indexed list and count queries) and
 renders the API's own JSON view of it, so the two never disagree.
+
+A run whose stored rows do not decode (damaged data) is shown as such, as the CLI shows
+it: the lists mark it and go on past it, and its own page says what is damaged and what
+to do, never a server error.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
+from markupsafe import Markup
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from sagaline.diagrams import notes_of, outcomes_of, run_graph, svg
 from sagaline.engine.engine import Engine
 from sagaline.engine.registry import workflow_names
 from sagaline.http import views
@@ -23,14 +29,14 @@ from sagaline.http.auth import Principal, authenticate, find_principal
 from sagaline.http.problems import Problem
 from sagaline.http.routes import encode_cursor, read_run, run_query
 from sagaline.http.sessions import Session, Sessions
-from sagaline.http.ui.diagram import run_diagram
 from sagaline.http.ui.render import page
 from sagaline.http.ui.sagas import Sagas
 from sagaline.model.advice import advise
-from sagaline.model.errors import RunNotFoundError
-from sagaline.model.records import EventRecord, RunRecord
+from sagaline.model.errors import RunNotFoundError, UndecodableRowError
+from sagaline.model.records import EventRecord, RunRecord, StepRecord
 from sagaline.model.status import ACTIVE, RunStatus
 from sagaline.store.protocol import RunQuery
+from sagaline.store.rows import UndecodableRun
 
 ATTENTION = (
     RunStatus.COMPENSATION_FAILED,
@@ -72,6 +78,20 @@ def actions(detail: dict[str, Any]) -> list[str]:
     return offered
 
 
+def run_diagram(run: RunRecord, steps: list[StepRecord]) -> Markup:
+    """The run drawn on its workflow by :mod:`sagaline.diagrams`, each step's outcome on
+    it. Safe to embed as it is: the drawing writes every name as XML text."""
+    drawn = svg(run_graph(run, steps), outcomes_of(steps), notes=notes_of(steps), inline=True)
+    return Markup(drawn)
+
+
+def damaged(runs: list[RunRecord]) -> dict[str, str]:
+    """What is wrong with each listed run whose row did not decode, by run id."""
+    return {
+        run.run_id: f"undecodable: {run.problem}" for run in runs if isinstance(run, UndecodableRun)
+    }
+
+
 def filled(params: QueryParams) -> QueryParams:
     """The form's parameters without the blank ones (an empty field means no filter)."""
     return QueryParams([(k, v) for k, v in params.multi_items() if v.strip()])
@@ -92,26 +112,45 @@ class Pages:
         store = self.engine.store
         parked = await store.search_runs(RunQuery(statuses=ATTENTION), PAGE_SIZE + 1)
         counts = await store.count_runs(RunQuery())
-        # What is stuck, as the CLI's list says it: the page's steps in one read.
-        steps = await store.load_steps_many([run.run_id for run in parked[:PAGE_SIZE]])
-        problems = {
-            run.run_id: advise(run, steps[run.run_id]).problem for run in parked[:PAGE_SIZE]
-        }
+        shown = parked[:PAGE_SIZE]
         return page(
             request,
             "landing.html",
-            runs=[views.run_summary(run) for run in parked[:PAGE_SIZE]],
-            problems=problems,
+            runs=[views.run_summary(run) for run in shown],
+            problems=await self._stuck(shown),
+            damaged=damaged(shown),
             more=len(parked) > PAGE_SIZE,
             counts=[(s.value, counts.get(s, 0)) for s in RunStatus],
             attention_query=str(QueryParams([("status", s.value) for s in ATTENTION])),
             stalled=await self.sagas.stalled(),
         )
 
+    async def _stuck(self, runs: list[RunRecord]) -> dict[str, str]:
+        """What is stuck in each run, as the CLI's list says it: the page's steps in one
+        read. A run with a row that does not decode says so instead, and the others still
+        say what is stuck in them (their steps read one run at a time)."""
+        store = self.engine.store
+        problems = damaged(runs)
+        readable = [run for run in runs if run.run_id not in problems]
+        try:
+            steps = await store.load_steps_many([run.run_id for run in readable])
+        except UndecodableRowError:
+            steps = {}
+            for run in readable:
+                try:
+                    steps[run.run_id] = await store.load_steps(run.run_id)
+                except UndecodableRowError as exc:
+                    problems[run.run_id] = f"undecodable: {exc.reason}"
+        for run in readable:
+            if run.run_id in steps:
+                problems[run.run_id] = advise(run, steps[run.run_id]).problem
+        return problems
+
     async def runs(self, request: Request) -> Response:
         params = filled(request.query_params)
         context: dict[str, Any] = {
             "problems": {},
+            "damaged": {},
             "params": params,
             "statuses": [s.value for s in RunStatus],
             "workflows": workflow_names(),
@@ -132,7 +171,10 @@ class Pages:
         found = await store.search_runs(query, limit + 1)
         shown = found[:limit]
         counts = await store.count_runs(query)
-        context["runs"] = [views.run_summary(run) for run in shown]
+        marked = damaged(shown)  # said in place of an error, as the CLI's list says it
+        context.update(
+            runs=[views.run_summary(run) for run in shown], problems=marked, damaged=marked
+        )
         context["counts"] = [(s.value, counts.get(s, 0)) for s in RunStatus]
         rest = [(k, v) for k, v in params.multi_items() if k != "cursor"]
         if "cursor" in params:
@@ -148,6 +190,8 @@ class Pages:
             records = await read_run(self.engine, run_id)
         except RunNotFoundError:
             return page(request, "missing.html", 404, run_id=run_id)
+        except UndecodableRowError as exc:
+            return await self._damaged(request, run_id, exc)
         who: Principal = request.state.principal
         detail = records.detail(who.payloads)
         idle = time.time() - records.run.updated_at > IDLE_SECONDS
@@ -158,10 +202,25 @@ class Pages:
             problem=advise(records.run, records.steps, idle=idle).problem,
             steps=[s for s in detail["steps"] if s["kind"] != "compensation"],
             compensations=[s for s in detail["steps"] if s["kind"] == "compensation"],
-            diagram=run_diagram(records.run.workflow, records.steps),
+            diagram=run_diagram(records.run, records.steps),
             version=version(records.run, records.events),
             actions=actions(detail),
             active=RunStatus(detail["status"]) in ACTIVE,
+        )
+
+    async def _damaged(self, request: Request, run_id: str, exc: UndecodableRowError) -> Response:
+        """The page of a run that cannot be shown: which row is damaged, and what to do.
+        What of the run itself decodes (its row may be sound, its steps not) is shown."""
+        try:
+            run = await self.engine.store.load_run(run_id)
+        except UndecodableRowError:
+            run = None
+        return page(
+            request,
+            "damaged.html",
+            run_id=run_id,
+            run=None if run is None else views.run_summary(run),
+            error=exc,
         )
 
     async def live(self, request: Request) -> Response:
@@ -183,7 +242,11 @@ class Pages:
             if not await self._still_signed_in(request):
                 yield "event: end\ndata: signed out\n\n"
                 return
-            run = await store.load_run(run_id)
+            try:
+                run = await store.load_run(run_id)
+            except UndecodableRowError:  # its page says so; nothing more to follow
+                yield "event: end\ndata: undecodable\n\n"
+                return
             if run is None:
                 yield "event: end\ndata: no such run\n\n"
                 return

@@ -97,11 +97,7 @@ async def _write_steps(conn: asyncpg.Connection, batch: Sequence[Checkpoint]) ->
     steps = [_step_params(cp.run_id, s) for cp in landed for s in cp.steps]
     if steps:
         await conn.executemany(_Q["upsert_step"], steps)
-    events = [
-        (cp.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data))
-        for cp in landed
-        for ev in cp.events
-    ]
+    events = [(cp.run_id, ev.at, ev.type, ev.seq, ev.json) for cp in landed for ev in cp.events]
     if events:
         await conn.executemany(_Q["insert_event"], events)
     outbox = [m for cp in landed for m in cp.outbox]
@@ -207,9 +203,7 @@ def _fast_args(batch: Sequence[Checkpoint]) -> list[Any]:
 
     changes = [change(cp) for cp in batch]
     steps = [_step_params(cp.run_id, s) for cp in batch for s in cp.steps]
-    events = [
-        (cp.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)) for cp in batch for ev in cp.events
-    ]
+    events = [(cp.run_id, ev.at, ev.type, ev.seq, ev.json) for cp in batch for ev in cp.events]
     columns: list[Any] = [
         [cp.run_id for cp in batch],
         [cp.owner for cp in batch],

@@ -28,7 +28,7 @@ _SUSPENDED = RunStatus.SUSPENDED.value
 
 
 async def _event(conn: asyncpg.Connection, run_id: str, event: NewEvent) -> None:
-    data = json.dumps(event.data)
+    data = event.json
     await conn.execute(_Q["insert_event"], run_id, event.at, event.type, event.seq, data)
 
 

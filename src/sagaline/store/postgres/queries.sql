@@ -227,6 +227,9 @@ UPDATE runs SET wake_at = $2 WHERE run_id = $1 AND status = $3::text
 -- name: select_signals
 SELECT * FROM signals WHERE run_id = $1 AND consumed_seq IS NULL ORDER BY id
 
+-- name: select_signals_many
+SELECT * FROM signals WHERE run_id = ANY($1::text[]) AND consumed_seq IS NULL ORDER BY id
+
 -- name: next_wake
 SELECT min(wake_at) FROM runs
 WHERE status = $3::text AND queue = ANY($1::text[]) AND workflow = ANY($2::text[])

@@ -76,7 +76,7 @@ from sagaline.store.rows import (
     run_or_undecodable,
     step_from_row,
 )
-from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
+from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, status_counts, values
 
 T = TypeVar("T")
 log = logging.getLogger("sagaline.postgres")
@@ -353,7 +353,7 @@ class PostgresStore:
         else:
             args = (query.workflow, query.created_after, query.created_before, low, high)
             rows = await self._retry(lambda c: c.fetch(_Q["count_runs"], *args))
-        return {RunStatus(r[0]): int(r[1]) for r in rows}
+        return status_counts((r[0], r[1]) for r in rows)
 
     async def child_runs(self, run_id: str) -> list[RunRecord]:
         rows = await self._retry(lambda c: c.fetch(_Q["child_runs"], run_id))
@@ -365,7 +365,7 @@ class PostgresStore:
         rows = await self._retry(lambda c: c.fetch(_Q["queue_depths"], values(statuses)))
         depths: dict[str, dict[RunStatus, int]] = {}
         for queue, status, n in rows:
-            depths.setdefault(queue, {})[RunStatus(status)] = int(n)
+            depths.setdefault(queue, {}).update(status_counts([(status, n)]))
         return depths
 
     async def create_token(self, token: TokenRecord) -> bool:
@@ -579,6 +579,16 @@ class PostgresStore:
             for r in rows
         ]
 
+    async def load_signals_many(self, run_ids: Sequence[str]) -> dict[str, list[SignalRecord]]:
+        found: dict[str, list[SignalRecord]] = {run_id: [] for run_id in run_ids}
+        if found:
+            ids = list(found)
+            for r in await self._retry(lambda c: c.fetch(_Q["select_signals_many"], ids)):
+                found[r["run_id"]].append(
+                    SignalRecord(r["id"], r["run_id"], r["name"], bytes(r["payload"]), r["sent_at"])
+                )
+        return found
+
     async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
         value = await self._retry(
             lambda c: c.fetchval(_Q["next_wake"], list(queues), list(workflows), _SUSPENDED)
@@ -683,9 +693,7 @@ class PostgresStore:
                 await conn.execute(
                     _Q["skip_step"], change.run_id, change.skip_step_seq, StepStatus.SKIPPED.value
                 )
-            await conn.execute(
-                _Q["insert_event"], change.run_id, ev.at, ev.type, ev.seq, json.dumps(ev.data)
-            )
+            await conn.execute(_Q["insert_event"], change.run_id, ev.at, ev.type, ev.seq, ev.json)
             if ends:
                 await locks.release_runs(conn, [change.run_id], ev.at)
             await conn.execute(_Q["notify"], row["queue"])

@@ -9,8 +9,6 @@ each other's tasks.
 
 from __future__ import annotations
 
-import json
-
 import asyncpg
 
 from sagaline.model.records import NewEvent, StepRecord
@@ -52,7 +50,7 @@ def task_from_row(row: asyncpg.Record) -> TaskRecord:
 
 
 async def _event(conn: asyncpg.Connection, run_id: str, event: NewEvent) -> None:
-    data = json.dumps(event.data)
+    data = event.json
     await conn.execute(_Q["insert_event"], run_id, event.at, event.type, event.seq, data)
 
 

@@ -74,7 +74,7 @@ def write_batch(conn: sqlite3.Connection, batch: Sequence[Checkpoint]) -> list[C
             "at": ev.at,
             "type": ev.type,
             "seq": ev.seq,
-            "data": json.dumps(ev.data),
+            "data": ev.json,
         }
         for cp in landed
         for ev in cp.events

@@ -191,6 +191,11 @@ UPDATE runs SET wake_at = :at WHERE run_id = :run_id AND status = :suspended
 -- name: select_signals
 SELECT * FROM signals WHERE run_id = :run_id AND consumed_seq IS NULL ORDER BY id
 
+-- name: select_signals_many
+SELECT * FROM signals
+WHERE run_id IN (SELECT value FROM json_each(:run_ids)) AND consumed_seq IS NULL
+ORDER BY id
+
 -- name: next_wake
 SELECT min(wake_at) FROM runs
 WHERE status = :suspended AND queue IN (SELECT value FROM json_each(:queues))

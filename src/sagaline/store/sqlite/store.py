@@ -69,7 +69,7 @@ from sagaline.store.sqlite.check import check_file
 from sagaline.store.sqlite.faults import no_room_for_index, translate
 from sagaline.store.sqlite.schema import migrate
 from sagaline.store.sqlite.transaction import TransactionConnection
-from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, values
+from sagaline.store.statuses import CLAIM_STARTS, PIVOT_STARTED, status_counts, values
 
 T = TypeVar("T")
 log = logging.getLogger("sagaline.sqlite")
@@ -308,7 +308,7 @@ class SqliteStore:
             which = "count_runs_by_prefix"
 
         def q(conn: sqlite3.Connection) -> dict[RunStatus, int]:
-            return {RunStatus(r[0]): int(r[1]) for r in conn.execute(_Q[which], params)}
+            return status_counts((r[0], r[1]) for r in conn.execute(_Q[which], params))
 
         return await self._call(q)
 
@@ -326,7 +326,7 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> dict[str, dict[RunStatus, int]]:
             depths: dict[str, dict[RunStatus, int]] = {}
             for queue, status, n in conn.execute(_Q["queue_depths"], params):
-                depths.setdefault(queue, {})[RunStatus(status)] = int(n)
+                depths.setdefault(queue, {}).update(status_counts([(status, n)]))
             return depths
 
         return await self._call(q)
@@ -472,6 +472,19 @@ class SqliteStore:
             ]
 
         return await self._call(q)
+
+    async def load_signals_many(self, run_ids: Sequence[str]) -> dict[str, list[SignalRecord]]:
+        found: dict[str, list[SignalRecord]] = {run_id: [] for run_id in run_ids}
+
+        def q(conn: sqlite3.Connection) -> None:
+            for r in conn.execute(_Q["select_signals_many"], {"run_ids": json.dumps(list(found))}):
+                found[r["run_id"]].append(
+                    SignalRecord(r["id"], r["run_id"], r["name"], bytes(r["payload"]), r["sent_at"])
+                )
+
+        if found:
+            await self._call(q)
+        return found
 
     async def next_wake_at(self, queues: Sequence[str], workflows: Sequence[str]) -> float | None:
         params = {
@@ -716,7 +729,7 @@ def _insert_event(conn: sqlite3.Connection, run_id: str, event: NewEvent) -> Non
             "at": event.at,
             "type": event.type,
             "seq": event.seq,
-            "data": json.dumps(event.data),
+            "data": event.json,
         },
     )
 

@@ -44,7 +44,7 @@ def _event(conn: sqlite3.Connection, run_id: str, event: NewEvent) -> None:
             "at": event.at,
             "type": event.type,
             "seq": event.seq,
-            "data": json.dumps(event.data),
+            "data": event.json,
         },
     )
 
