@@ -1,7 +1,10 @@
 """How fast the views answer with a million runs stored: the runs list, a run's detail and
-the needs-attention page, over HTTP from a real ``sagaline serve``, on each store.
+the needs-attention page, over HTTP from a real ``sagaline serve``, on each store; and
+with a million choreographed sagas in the tracker's tables: the sagas list (with its counts
+by status), its pages, one saga's detail.
 
     python -m bench.views [--runs 1000000] [--store sqlite|postgres|both] [--requests 200]
+    python -m bench.views --part sagas [--sagas 1000000]   # only the sagas
 
 The database is made with the store's own migrations (``Engine(url)`` opens it once), then
 filled with SQL straight into those tables: a bench may, the engine never does. The spread:
@@ -17,6 +20,15 @@ Each endpoint gets a warm-up, then ``--requests`` sequential requests on one kee
 connection; p50 and p99 of the wall time each took are compared with issue 11's targets
 (p50 <= 20 ms, p99 <= 100 ms). The store calls behind them are timed in-process too, and
 the plans of the slow ones printed. Writes ``bench/results/views.json``.
+
+The sagas get a database of their own: a store's schema (for the server's tokens) and the
+tracker's tables, made by the tracker store's own ``open``, then filled by set-based SQL
+(``INSERT ... SELECT`` over a series) with indexes dropped and made again as for the runs.
+The spread: three choreographies (deadlines of 5 min, 1 h, none); about 90.5 % COMPLETED,
+5 % COMPENSATED, 3 % FAILED, the rest open (STALLED past the deadline, IN_PROGRESS
+otherwise), the newest 500 all open; ``started_at`` over 90 days; each saga has its 2 or 3
+events (start, an answer, how it ended), caused one by the other, so that what the reading
+tracker shows matches its summary row. Its figures go under ``sagas`` in the JSON.
 """
 
 from __future__ import annotations
@@ -43,12 +55,17 @@ from typing import Any
 import httpx
 
 from sagaline import Engine
+from sagaline.model.choreography import Declaration, SagaQuery, SagaStatus, Subscription
 from sagaline.store import open_store
+from sagaline.store.postgres import tracker as postgres_tracker
 from sagaline.store.protocol import RunQuery
+from sagaline.store.sqlite import tracker as sqlite_tracker
+from sagaline.store.tracker import open_tracker_store
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "bench" / "results" / "views.json"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/sagaline_bench_views"
+PG_SAGAS_URL = "postgresql://postgres@127.0.0.1:5432/sagaline_bench_sagas"
 P50_MS, P99_MS = 20.0, 100.0
 DAY = 86400.0
 CHUNK = 50_000
@@ -433,7 +450,7 @@ def tenth_page(api: httpx.Client) -> str:
     return f"/api/v1/runs?cursor={cursor}"
 
 
-def endpoints(api: httpx.Client, spread: Spread) -> dict[str, Callable[[int], str]]:
+def endpoints(api: httpx.Client, spread: Spread) -> Paths:
     rng = random.Random(7)
     details = rng.sample(spread.detail_ids, min(1000, len(spread.detail_ids)))
     page10 = tenth_page(api)
@@ -453,8 +470,16 @@ def endpoints(api: httpx.Client, spread: Spread) -> dict[str, Callable[[int], st
     }
 
 
+Paths = dict[str, Callable[[int], str]]
+
+
 def measure_http(
-    url: str, spread: Spread, n: int, budget: float, log: Path, nodelay: bool
+    url: str,
+    paths: Callable[[httpx.Client], Paths],
+    n: int,
+    budget: float,
+    log: Path,
+    nodelay: bool,
 ) -> dict[str, Any]:
     name = "bench-nodelay" if nodelay else "bench-viewer"
     token = cli("tokens", "create", name, "--role", "viewer", "--quiet", "--db", url)
@@ -463,7 +488,7 @@ def measure_http(
         api = httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=60)
         ui = signed_in(base, token)
         results = {}
-        for name, path in endpoints(api, spread).items():
+        for name, path in paths(api).items():
             client = ui if name.startswith("ui") else api
             results[name] = timed(client, name, path, n, budget).summary()
             print(f"  {name:26} {results[name]}", flush=True)
@@ -533,6 +558,346 @@ async def plans(url: str) -> dict[str, str]:
         await pg.close()
 
 
+# --- the sagas: the tracker's tables ---------------------------------------------------------
+
+CHOREOGRAPHIES = [
+    # name, share %, deadline, (start, answer, completed, compensated, failed) and who sends each
+    ("order", 50, 300.0, ("OrderPlaced", "StockReserved", "OrderShipped", "OrderRefunded",
+                          "OrderFailed"), ("orders", "inventory", "shipping")),
+    ("payment", 35, 3600.0, ("PaymentRequested", "PaymentAuthorised", "PaymentCaptured",
+                             "PaymentReversed", "PaymentDeclined"), ("checkout", "bank", "ledger")),
+    ("signup", 15, None, ("SignupStarted", "EmailSent", "SignupConfirmed", "SignupUndone",
+                          "SignupRejected"), ("web", "mailer", "accounts")),
+]  # fmt: skip
+OPEN_NEWEST = 500
+"""The newest sagas are all open: some in progress, some past a 5 min deadline."""
+KIND_COLUMNS = "name, lo, hi, deadline, t1, t2, t_done, t_undone, t_failed, s1, s2, s3"
+
+
+def kinds() -> list[Row]:
+    rows, lo = [], 0
+    for name, share, deadline, types, sources in CHOREOGRAPHIES:
+        rows.append((name, lo, lo + share, deadline, *types, *sources))
+        lo += share
+    return rows
+
+
+def declarations() -> list[Declaration]:
+    return [
+        Declaration(name, t[0], (t[2],), (t[3],), (t[4],), deadline)
+        for name, _, deadline, t, _ in CHOREOGRAPHIES
+    ]
+
+
+def subscriptions() -> list[Subscription]:
+    """Who answers what: the handler of each answer and of each ending."""
+    subs = []
+    for name, _, _, t, src in CHOREOGRAPHIES:
+        subs.append(Subscription(f"{name}.answer", src[1], t[0], t[4]))
+        subs.append(Subscription(f"{name}.finish", src[2], t[1], None))
+    return subs
+
+
+# The spread and the events, the same in both dialects but for the series and the ids.
+# Statuses are decided from a multiplicative hash of the row number; times rise with it.
+SAGAS_SELECT = """
+spread AS (
+    SELECT i, (i * 2654435761) % 10000 AS roll, (i * 40503) % 100 AS pick,
+        round(CAST(CAST(:start AS DOUBLE PRECISION)
+            + (i + ((i * 7919) % 1000) / 1000.0) * CAST(:step AS DOUBLE PRECISION)
+            AS NUMERIC), 6) AS at
+    FROM n
+), decided AS (
+    SELECT s.i, s.at, k.name, k.deadline,
+        CASE WHEN s.i >= CAST(:count AS INTEGER) - CAST(:open AS INTEGER) THEN NULL
+             WHEN s.roll < 9050 THEN 'COMPLETED'
+             WHEN s.roll < 9550 THEN 'COMPENSATED' WHEN s.roll < 9850 THEN 'FAILED' END
+            AS ended
+    FROM spread s JOIN bench_kinds k ON s.pick >= k.lo AND s.pick < k.hi
+)
+INSERT INTO tracker_sagas
+    (correlation_id, name, ended, started_at, updated_at, deadline_at, events)
+SELECT {id}, name, ended, at, at + CASE WHEN ended IS NULL THEN 1 ELSE 2 END,
+    at + deadline, CASE WHEN ended IS NULL THEN 2 ELSE 3 END
+FROM decided
+"""
+EVENTS_SELECT = """
+INSERT INTO tracker_events (id, correlation_id, type, source, causation_id, time, recorded_at)
+SELECT s.correlation_id || '-1', s.correlation_id, k.t1, k.s1, NULL, s.started_at,
+    s.started_at
+FROM tracker_sagas s JOIN bench_kinds k ON k.name = s.name
+UNION ALL
+SELECT s.correlation_id || '-2', s.correlation_id, k.t2, k.s2, s.correlation_id || '-1',
+    s.started_at + 1, s.started_at + 1
+FROM tracker_sagas s JOIN bench_kinds k ON k.name = s.name
+UNION ALL
+SELECT s.correlation_id || '-3', s.correlation_id,
+    CASE s.ended WHEN 'COMPLETED' THEN k.t_done WHEN 'COMPENSATED' THEN k.t_undone
+        ELSE k.t_failed END,
+    k.s3, s.correlation_id || '-2', s.started_at + 2, s.started_at + 2
+FROM tracker_sagas s JOIN bench_kinds k ON k.name = s.name WHERE s.ended IS NOT NULL
+"""
+LINKS = [(src[1], t[0], t[1]) for _, _, _, t, src in CHOREOGRAPHIES] + [
+    (src[2], t[1], end) for _, _, _, t, src in CHOREOGRAPHIES for end in t[2:]
+]
+TRACKER_TABLES = ("tracker_sagas", "tracker_events")
+
+
+@dataclass
+class SagaSpread:
+    sagas: int
+    now: float = field(default_factory=time.time)
+
+    def params(self) -> dict[str, Any]:
+        start = self.now - 90 * DAY
+        step = 90 * DAY / self.sagas
+        return {"count": self.sagas, "open": OPEN_NEWEST, "start": start, "step": step}
+
+
+def sqlite_fill_sagas(path: str, spread: SagaSpread) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -1000000")
+    indexes = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        f"AND tbl_name IN {TRACKER_TABLES}"
+    ).fetchall()
+    for name, _ in indexes:
+        conn.execute(f'DROP INDEX "{name}"')
+    conn.execute("BEGIN")
+    conn.execute(f"CREATE TEMP TABLE bench_kinds ({KIND_COLUMNS})")
+    conn.executemany(f"INSERT INTO bench_kinds VALUES ({', '.join('?' * 12)})", kinds())
+    series = "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :count - 1),"
+    conn.execute(series + SAGAS_SELECT.format(id="lower(hex(randomblob(16)))"), spread.params())
+    conn.execute(EVENTS_SELECT)
+    conn.executemany("INSERT INTO tracker_links (service, cause, event) VALUES (?, ?, ?)", LINKS)
+    conn.execute("COMMIT")
+    for _, sql in indexes:
+        conn.execute(sql)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def postgres_sql(sql: str, names: list[str]) -> str:
+    """``:name`` parameters as ``$n`` (the order of ``names``; none a prefix of another)."""
+    for i, name in enumerate(names, 1):
+        sql = sql.replace(f":{name}", f"${i}")
+    return sql
+
+
+async def postgres_fill_sagas(url: str, spread: SagaSpread) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SET maintenance_work_mem = '512MB'")
+        indexes = await conn.fetch(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.schemaname = 'public' "
+            f"AND i.tablename IN {TRACKER_TABLES} AND NOT EXISTS "
+            "(SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
+        )
+        for index in indexes:
+            await conn.execute(f'DROP INDEX "{index["indexname"]}"')
+        await conn.execute(
+            "CREATE TEMP TABLE bench_kinds (name text, lo int, hi int, deadline float8, "
+            "t1 text, t2 text, t_done text, t_undone text, t_failed text, "
+            "s1 text, s2 text, s3 text)"
+        )
+        await conn.copy_records_to_table("bench_kinds", records=kinds())
+        params = spread.params()
+        names = list(params)
+        series = "WITH n(i) AS (SELECT generate_series(0, CAST(:count AS BIGINT) - 1)),"
+        sql = postgres_sql(series + SAGAS_SELECT.format(id="md5(i::text)"), names)
+        await conn.execute(sql, *params.values())
+        await conn.execute(EVENTS_SELECT)
+        await conn.executemany(
+            "INSERT INTO tracker_links (service, cause, event) VALUES ($1, $2, $3)", LINKS
+        )
+        for index in indexes:
+            await conn.execute(index["indexdef"])
+        for table in TRACKER_TABLES:
+            await conn.execute(f"VACUUM ANALYZE {table}")
+    finally:
+        await conn.close()
+
+
+async def fill_sagas(url: str, spread: SagaSpread) -> float:
+    """Seconds the load took: the store's schema, the tracker's tables, rows, indexes."""
+    started = time.perf_counter()
+    async with Engine(url, worker=False):
+        pass
+    store = open_tracker_store(url)
+    await store.open(create=True)
+    await store.save_knowledge(declarations(), subscriptions())
+    await store.aclose()
+    if url.startswith("sqlite"):
+        await asyncio.to_thread(sqlite_fill_sagas, url.removeprefix("sqlite:///"), spread)
+    else:
+        await postgres_fill_sagas(url, spread)
+    return time.perf_counter() - started
+
+
+async def saga_ids(url: str, n: int) -> list[str]:
+    """``n`` sagas picked at random, for the detail views."""
+    sql = f"SELECT correlation_id FROM tracker_sagas ORDER BY random() LIMIT {int(n)}"
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return [r[0] for r in conn.execute(sql)]
+        finally:
+            conn.close()
+    import asyncpg
+
+    pg = await asyncpg.connect(url)
+    try:
+        return [r[0] for r in await pg.fetch(sql)]
+    finally:
+        await pg.close()
+
+
+def saga_tenth_page(api: httpx.Client, status: str | None = None) -> str:
+    params = {"status": status} if status else {}
+    cursor = ""
+    for _ in range(9):
+        body = api.get("/api/v1/sagas", params={**params, **({"cursor": cursor} if cursor else {})})
+        cursor = body.json()["next_cursor"]
+    return "/api/v1/sagas?" + "&".join(f"{k}={v}" for k, v in {**params, "cursor": cursor}.items())
+
+
+def saga_endpoints(api: httpx.Client, ids: list[str]) -> Paths:
+    statuses = [s.value for s in SagaStatus]
+    page10 = saga_tenth_page(api)
+    stalled10 = saga_tenth_page(api, "STALLED")
+    return {
+        "api sagas (first page)": lambda i: "/api/v1/sagas",
+        "api sagas status=": lambda i: f"/api/v1/sagas?status={statuses[i % len(statuses)]}",
+        "api sagas 10th page": lambda i: page10,
+        "api sagas STALLED 10th pg": lambda i: stalled10,
+        "api saga detail": lambda i: f"/api/v1/sagas/{ids[i % len(ids)]}",
+        "ui /sagas": lambda i: "/sagas",
+        "ui /sagas/{id}": lambda i: f"/sagas/{ids[i % len(ids)]}",
+        "ui / (needs attention)": lambda i: "/",
+    }
+
+
+async def saga_store_calls(url: str, ids: list[str], n: int) -> dict[str, Any]:
+    """The tracker store's calls behind the sagas views, in-process."""
+    store = open_tracker_store(url)
+    await store.open(create=False)
+    now = time.time()
+    stalled, running = SagaQuery(stalled=True), SagaQuery(running=True)
+    calls: dict[str, Callable[[int], Awaitable[Any]]] = {
+        "count_sagas": lambda i: store.count_sagas(now),
+        "list_sagas(first page)": lambda i: store.list_sagas(SagaQuery(), now, 51),
+        "list_sagas(FAILED)": lambda i: store.list_sagas(SagaQuery(ended="FAILED"), now, 51),
+        "list_sagas(STALLED)": lambda i: store.list_sagas(stalled, now, 51),
+        "list_sagas(IN_PROGRESS)": lambda i: store.list_sagas(running, now, 51),
+        "events(one saga)": lambda i: store.events([ids[i % len(ids)]]),
+        "events(a page of 50)": lambda i: store.events(ids[:50]),
+    }
+    found = {}
+    try:
+        for name, call in calls.items():
+            await call(0)
+            samples = []
+            for i in range(n):
+                started = time.perf_counter()
+                await call(i)
+                samples.append(time.perf_counter() - started)
+            found[name] = Timing(name, samples).summary()
+            print(f"  {name:26} {found[name]}", flush=True)
+        found["counts"] = {s.value: n for s, n in (await store.count_sagas(now)).items()}
+    finally:
+        await store.aclose()
+    return found
+
+
+SAGA_PLANS = ["list_sagas_all", "list_sagas_ended", "list_sagas_stalled", "list_sagas_running"]
+
+
+async def saga_plans(url: str) -> dict[str, str]:
+    """The plan of each list query (a 10th-page keyset, 51 rows) and of the counts."""
+    now = time.time()
+    at, cid = now - 30 * DAY, "8"
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        params = {"at": at, "id": cid, "limit": 51, "ended": "FAILED", "now": now}
+        params |= {"stalled": "STALLED", "in_progress": "IN_PROGRESS"}
+        try:
+            return {
+                name: "; ".join(
+                    str(r[-1])
+                    for r in conn.execute(f"EXPLAIN QUERY PLAN {sqlite_tracker._Q[name]}", params)
+                )
+                for name in [*SAGA_PLANS, "count_sagas"]
+            }
+        finally:
+            conn.close()
+    import asyncpg
+
+    args: dict[str, tuple[Any, ...]] = {
+        "list_sagas_all": (at, cid, 51),
+        "list_sagas_ended": (at, cid, 51, "FAILED"),
+        "list_sagas_stalled": (at, cid, 51, now),
+        "list_sagas_running": (at, cid, 51, now),
+        "count_sagas": (now, "STALLED", "IN_PROGRESS"),
+    }
+    pg = await asyncpg.connect(url)
+    try:
+        found = {}
+        for name, values in args.items():
+            sql = postgres_tracker._Q[name]
+            rows = await pg.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", *values)
+            found[name] = "\n".join(r[0] for r in rows)
+        return found
+    finally:
+        await pg.close()
+
+
+async def bench_sagas(kind: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    spread = SagaSpread(args.sagas)
+    if kind == "sqlite":
+        for old in workdir.glob("sagas.db*"):
+            old.unlink()
+        url = f"sqlite:///{workdir / 'sagas.db'}"
+    else:
+        url = args.pg_sagas_url
+        await postgres_database(url, create=True)
+    try:
+        seconds = await fill_sagas(url, spread)
+        print(f"{kind}: filled {args.sagas:,} sagas in {seconds:.1f} s", flush=True)
+        ids = await saga_ids(url, 1000)
+        load = os.getloadavg()
+        log, http = workdir / f"{kind}-sagas.log", {}
+        for nodelay in (False, True) if args.nodelay else (False,):
+            print(f"{kind}: over HTTP, {'TCP_NODELAY' if nodelay else 'as shipped'}", flush=True)
+            http["nodelay" if nodelay else "shipped"] = await asyncio.to_thread(
+                measure_http,
+                url,
+                lambda api: saga_endpoints(api, ids),
+                args.requests,
+                args.budget,
+                log,
+                nodelay,
+            )
+        calls = await saga_store_calls(url, ids, min(args.requests, 100))
+        plan = await saga_plans(url)
+        for name, text in plan.items():
+            print(f"{kind} plan of {name}:\n{text}", flush=True)
+        return {
+            "fill_seconds": round(seconds, 1),
+            "load_average_before": [round(x, 2) for x in load],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "http": http,
+            "store_calls": calls,
+            "plans": plan,
+            "uptime": uptime(),
+        }
+    finally:
+        if kind == "postgres" and not args.keep:
+            await postgres_database(url, create=False)
+
+
 # --- the whole bench ------------------------------------------------------------------------
 
 
@@ -557,7 +922,13 @@ async def bench_store(kind: str, args: argparse.Namespace, workdir: Path) -> dic
         for nodelay in (False, True) if args.nodelay else (False,):
             print(f"{kind}: over HTTP, {'TCP_NODELAY' if nodelay else 'as shipped'}", flush=True)
             http["nodelay" if nodelay else "shipped"] = await asyncio.to_thread(
-                measure_http, url, spread, args.requests, args.budget, log, nodelay
+                measure_http,
+                url,
+                lambda api: endpoints(api, spread),
+                args.requests,
+                args.budget,
+                log,
+                nodelay,
             )
         calls = await store_calls(url, spread, min(args.requests, 100))
         plan = await plans(url)
@@ -598,7 +969,9 @@ def uptime() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=["runs", "sagas", "both"], default="both")
     parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--sagas", type=int, default=1_000_000, help="choreographed sagas")
     parser.add_argument("--detailed", type=int, default=100_000, help="runs with history")
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--requests", type=int, default=200)
@@ -610,41 +983,76 @@ def main() -> None:
         help="also measure a server whose connections set TCP_NODELAY",
     )
     parser.add_argument("--pg-url", default=PG_URL)
+    parser.add_argument("--pg-sagas-url", default=PG_SAGAS_URL)
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")
     parser.add_argument("--dir", type=Path, default=None, help="where the SQLite file goes")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.store == "both" else [args.store]
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="sagaline-views-"))
-    results: dict[str, Any] = {
+    before = json.loads(args.out.read_text()) if args.out.exists() else {}
+    # One part or one store at a time: the figures of the others (same N) are kept.
+    results = before if args.part == "sagas" else runs_part(args, kinds, workdir, before)
+    if args.part in ("sagas", "both"):
+        results["sagas"] = sagas_part(args, kinds, workdir, before.get("sagas") or {})
+    if not args.keep and "sqlite" in kinds:
+        for leftover in [*workdir.glob("views.db*"), *workdir.glob("sagas.db*")]:
+            leftover.unlink()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    if "stores" in results and args.part != "sagas":
+        print(f"\nsagaline views · {args.runs:,} runs · {results['machine']}\n{results['uptime']}")
+        print(table(results))
+    if "sagas" in results and args.part != "runs":
+        sagas = results["sagas"]
+        print(f"\nsagaline saga views · {args.sagas:,} sagas · {sagas['machine']}")
+        print(table(sagas))
+    print(f"wrote {args.out}")
+
+
+def header(args: argparse.Namespace) -> dict[str, Any]:
+    return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}",
         "uptime": uptime(),
-        "runs": args.runs,
         "requests_per_endpoint": args.requests,
         "targets_ms": {"p50": P50_MS, "p99": P99_MS},
-        "stores": {},
     }
-    if args.out.exists():  # one store at a time: the other's figures (same N) are kept
-        before = json.loads(args.out.read_text())
-        if before.get("runs") == args.runs:
-            results["stores"] = {k: v for k, v in before["stores"].items() if k not in kinds}
-    for kind in kinds:
-        results["stores"][kind] = asyncio.run(bench_store(kind, args, workdir))
-        results["stores"][kind]["uptime"] = uptime()
-    if not args.keep and "sqlite" in kinds:
-        for leftover in workdir.glob("views.db*"):
-            leftover.unlink()
-    results["all_met"] = {
+
+
+def all_met(results: dict[str, Any]) -> dict[str, bool]:
+    return {
         mode: all(r["met"] for s in results["stores"].values() for r in s["http"][mode].values())
         for mode in next(iter(results["stores"].values()))["http"]
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nsagaline views · {args.runs:,} runs · {results['machine']}\n{results['uptime']}")
-    print(table(results))
-    print(f"wrote {args.out}")
+
+
+def runs_part(
+    args: argparse.Namespace, kinds: list[str], workdir: Path, before: dict[str, Any]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {**header(args), "runs": args.runs, "stores": {}}
+    if before.get("runs") == args.runs:
+        results["stores"] = {k: v for k, v in before["stores"].items() if k not in kinds}
+    if "sagas" in before:
+        results["sagas"] = before["sagas"]
+    for kind in kinds:
+        results["stores"][kind] = asyncio.run(bench_store(kind, args, workdir))
+        results["stores"][kind]["uptime"] = uptime()
+    results["all_met"] = all_met(results)
+    return results
+
+
+def sagas_part(
+    args: argparse.Namespace, kinds: list[str], workdir: Path, before: dict[str, Any]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {**header(args), "sagas": args.sagas, "stores": {}}
+    if before.get("sagas") == args.sagas:
+        results["stores"] = {k: v for k, v in before["stores"].items() if k not in kinds}
+    for kind in kinds:
+        results["stores"][kind] = asyncio.run(bench_sagas(kind, args, workdir))
+    results["all_met"] = all_met(results)
+    return results
 
 
 if __name__ == "__main__":

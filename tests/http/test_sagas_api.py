@@ -128,6 +128,59 @@ def test_the_list_filters_by_status_and_keeps_to_the_limit(tracked: Server) -> N
             assert_problem(client.get("/api/v1/sagas", params=params), 422, "invalid_request")
 
 
+def pages(client: httpx.Client, **params: str) -> list[list[str]]:
+    """Every page of the list, following next_cursor to the last (it has none)."""
+    found: list[list[str]] = []
+    cursor = None
+    while len(found) < 20:
+        response = client.get(
+            "/api/v1/sagas", params={**params, **({"cursor": cursor} if cursor else {})}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["counts"] == COUNTS
+        found.append([s["correlation_id"] for s in body["sagas"]])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return found
+    raise AssertionError(f"more than 20 pages: {found}")
+
+
+def test_the_list_pages_with_an_opaque_cursor_never_repeating_or_skipping(
+    tracked: Server,
+) -> None:
+    with tracked.client(tracked.viewer) as client:
+        assert pages(client, limit="3") == [NEWEST_FIRST[:3], NEWEST_FIRST[3:6], NEWEST_FIRST[6:]]
+        assert pages(client, limit="7") == [NEWEST_FIRST]  # a full last page says so
+        assert pages(client, status="STALLED", limit="1") == [["a-late-2"], ["a-late-1"]]
+        assert pages(client, status="in_progress", limit="1") == [["a-new"], ["stranger"]]
+        assert pages(client, status="FAILED", limit="1") == [[ODD]]
+        first = client.get("/api/v1/sagas", params={"limit": "2"}).json()
+        schema_of(client, "SagaList").validate(first)
+        cursor = first["next_cursor"]
+        assert isinstance(cursor, str) and "a-" not in cursor  # opaque, URL-safe
+        assert quote(cursor, safe="") == cursor
+        # A cursor pages any status from where it points: after the second newest saga.
+        after = client.get("/api/v1/sagas", params={"cursor": cursor, "status": "COMPLETED"})
+        assert [s["correlation_id"] for s in after.json()["sagas"]] == ["a-done"]
+
+
+def test_a_cursor_this_api_did_not_return_is_refused(tracked: Server) -> None:
+    import base64
+
+    def forged(value: str) -> str:
+        return base64.urlsafe_b64encode(value.encode()).rstrip(b"=").decode()
+
+    bad = ["", "not a cursor", "é", forged("[1.5]"), forged('{"a": 1}'), forged('["x", "y"]')]
+    bad += [forged('[1e999, "a"]'), forged('[1.0, "a\\u0000b"]'), forged('[1.0, "\\ud800"]')]
+    with tracked.client(tracked.viewer) as client:
+        for cursor in bad:
+            response = client.get("/api/v1/sagas", params={"cursor": cursor})
+            assert_problem(response, 422, "invalid_cursor")
+            assert "cursor" in response.json()["detail"]
+    assert "Traceback" not in tracked.logs()
+
+
 def test_one_saga_shows_its_participants_and_timeline_in_causal_order(tracked: Server) -> None:
     with tracked.client(tracked.viewer) as client:
         detail = schema_of(client, "SagaDetail")
@@ -202,6 +255,7 @@ def test_a_database_no_tracker_wrote_into_has_no_sagas(server: Server) -> None:
             "recorded": False,
             "sagas": [],
             "counts": dict.fromkeys(COUNTS, 0),
+            "next_cursor": None,
         }
         assert_problem(client.get("/api/v1/sagas/a-done"), 404, "saga_not_found")
         samples = scrape(client)

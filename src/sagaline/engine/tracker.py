@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 
@@ -37,15 +37,12 @@ from sagaline.model.choreography import (
 )
 from sagaline.model.errors import BusError, BusUnavailableError, DefinitionError, SagalineError
 from sagaline.model.names import check_name
-from sagaline.store.tracker import TrackerStore, open_tracker_store
+from sagaline.store.tracker import Keyset, TrackerStore, open_tracker_store
 
 log = logging.getLogger("sagaline.tracker")
 
 GROUP = "tracker"
 """The bus group every tracker process joins: each event is recorded by one of them."""
-EVERY_SAGA = 2**62
-"""A limit no store reaches: :meth:`Tracker.counts` reads every saga's summary."""
-
 _declarations: dict[str, Declaration] = {}
 
 
@@ -112,6 +109,14 @@ def subscription_of(handler: HandlerDef) -> choreo.Subscription:
     # A handler without service= runs in whichever engine's service: not known here.
     service = handler.service_in(None)
     return choreo.Subscription(handler.name, service, handler.topic, handler.on_failure)
+
+
+@dataclass(frozen=True)
+class SagaPage:
+    """One page of a sagas list, and where the next one starts (None: this is the last)."""
+
+    sagas: list[SagaView]
+    next: Keyset | None
 
 
 class Tracker:
@@ -308,30 +313,44 @@ class Tracker:
     async def sagas(
         self, status: SagaStatus | str | None = None, limit: int = 100
     ) -> list[SagaView]:
-        """Sagas, the most recently started first; ``status`` keeps only those in it.
+        """Sagas, the most recently started first; ``status`` keeps only those in it (the
+        first page of :meth:`page`)."""
+        return (await self.page(status, limit)).sagas
+
+    async def page(
+        self, status: SagaStatus | str | None = None, limit: int = 100, before: Keyset | None = None
+    ) -> SagaPage:
+        """A page of sagas, the most recently started first, after ``before`` (the
+        previous page's ``next``); ``status`` keeps only those in it.
 
         The store picks them by the status decided when their last event was recorded;
         each is then shown as its events say now, and left out if that is another status
-        (a saga whose last event is being recorded at this very moment).
+        (a saga whose last event is being recorded at this very moment), so a page may hold
+        fewer than ``limit`` and still have a next one. Pages follow the store's order, not
+        what is shown: a saga left out is never the reason one is repeated or skipped.
         """
         wanted = None if status is None else SagaStatus(str(status).upper())
-        summaries = await self.store.list_sagas(choreo.query_for(wanted), self._clock(), limit)
+        query = choreo.query_for(wanted)
+        found = await self.store.list_sagas(query, self._clock(), limit + 1, before)
+        summaries = found[:limit]
+        last = summaries[-1] if len(found) > limit else None
         events = await self.store.events([s.correlation_id for s in summaries])
         await self._refresh_knowledge()
         views = [self._view(s.correlation_id, events[s.correlation_id]) for s in summaries]
-        return [v for v in views if wanted is None or v.status is wanted]
+        return SagaPage(
+            [v for v in views if wanted is None or v.status is wanted],
+            None if last is None else (last.started_at, last.correlation_id),
+        )
 
     async def counts(self) -> dict[SagaStatus, int]:
         """How many sagas are in each status now: every status, zeros included.
 
         Judged as :meth:`sagas` picks them, from the summary decided when each saga's last
-        event was recorded (how it ended, when its deadline falls) and the clock: one read
-        of every saga's summary, none of their events.
+        event was recorded (how it ended, when its deadline falls) and the clock, by the
+        store in one grouped query over its indexes: none of their events is read.
         """
-        now = self._clock()
-        summaries = await self.store.list_sagas(choreo.SagaQuery(), now, EVERY_SAGA)
-        found = Counter(choreo.status_at(s, now) for s in summaries)
-        return {status: found[status] for status in SagaStatus}
+        found = await self.store.count_sagas(self._clock())
+        return {status: found.get(status, 0) for status in SagaStatus}
 
     def map(self) -> str:
         """Who publishes and who consumes which event, as a Mermaid flowchart: from the

@@ -7,11 +7,18 @@ pages and ``sagaline sagas``, from the same reading tracker as the UI. Any token
 them, with payload access or not: the tracker keeps each event's envelope (id, type,
 source, cause, time) and never its data, so a saga holds no payload whose shape to show.
 A database no tracker recorded into has no sagas (``recorded: false``), not an error.
+
+The list pages as ``/api/v1/runs`` does: ``next_cursor`` encodes the sort key of the page's
+last saga, ``(started_at, correlation_id)``, and the next page starts strictly after it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +32,7 @@ from sagaline.engine.tracker import Tracker
 from sagaline.http.problems import Problem
 from sagaline.http.views import when
 from sagaline.model.choreography import SagaNotFoundError, SagaStatus, SagaView, lanes
+from sagaline.store.tracker import Keyset
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -67,8 +75,42 @@ def saga_detail(view: SagaView) -> dict[str, Any]:
     }
 
 
-def saga_query(params: QueryParams) -> tuple[SagaStatus | None, int]:
-    """The list's ``status`` (any case, as ``sagaline sagas list --status``) and ``limit``.
+def encode_cursor(key: Keyset) -> str:
+    raw = msgspec.json.encode(list(key))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> Keyset:
+    """The keyset a ``next_cursor`` encodes.
+
+    Raises:
+        Problem: 422 ``invalid_cursor``, not a cursor this API returned.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, correlation_id = msgspec.json.decode(raw, type=tuple[float, str])
+        correlation_id.encode()  # a lone surrogate: no database could compare it
+    except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError):
+        raise _bad_cursor() from None
+    if not math.isfinite(at) or "\x00" in correlation_id:  # no saga has either
+        raise _bad_cursor()
+    return at, correlation_id
+
+
+def _bad_cursor() -> Problem:
+    return Problem(422, "invalid_cursor", "cursor is not one this API returned")
+
+
+@dataclass(frozen=True)
+class SagaListQuery:
+    status: SagaStatus | None
+    limit: int
+    before: Keyset | None
+
+
+def saga_query(params: QueryParams) -> SagaListQuery:
+    """The list's ``status`` (any case, as ``sagaline sagas list --status``), ``limit`` and
+    ``cursor``.
 
     Raises:
         Problem: 422, a parameter is not valid.
@@ -86,7 +128,8 @@ def saga_query(params: QueryParams) -> tuple[SagaStatus | None, int]:
         raise Problem(422, "invalid_request", "limit must be an integer") from None
     if not 1 <= limit <= MAX_LIMIT:
         raise Problem(422, "invalid_request", f"limit must be between 1 and {MAX_LIMIT}")
-    return status, limit
+    cursor = params.get("cursor")
+    return SagaListQuery(status, limit, None if cursor is None else decode_cursor(cursor))
 
 
 def _json(value: Any) -> Response:
@@ -106,18 +149,19 @@ class SagaRoutes:
         ]
 
     async def list_sagas(self, request: Request) -> Response:
-        status, limit = saga_query(request.query_params)
+        query = saga_query(request.query_params)
         tracker = await self._tracker()
         if tracker is None:
             zeros = {s.value: 0 for s in SagaStatus}
-            return _json({"recorded": False, "sagas": [], "counts": zeros})
-        views = await tracker.sagas(status, limit)
+            return _json({"recorded": False, "sagas": [], "counts": zeros, "next_cursor": None})
+        page = await tracker.page(query.status, query.limit, query.before)
         counts = await tracker.counts()
         return _json(
             {
                 "recorded": True,
-                "sagas": [saga_summary(v) for v in views],
+                "sagas": [saga_summary(v) for v in page.sagas],
                 "counts": {s.value: n for s, n in counts.items()},
+                "next_cursor": None if page.next is None else encode_cursor(page.next),
             }
         )
 
@@ -208,8 +252,17 @@ def schemas() -> dict[str, Any]:
                     "description": "Whether a tracker has recorded into this database "
                     "(`sagaline tracker --db` with the server's database)",
                 },
-                "sagas": {"type": "array", "items": {"$ref": "#/components/schemas/SagaSummary"}},
+                "sagas": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/SagaSummary"},
+                    "description": "A page of them (it may hold fewer than limit, and still "
+                    "have a next one: a saga whose status changed while read is left out)",
+                },
                 "counts": COUNTS,
+                "next_cursor": {
+                    **TEXT_OR_NULL,
+                    "description": "Pass it as cursor for the next page (null: the last)",
+                },
             }
         ),
         "SagaDetail": _object(
@@ -260,6 +313,11 @@ def paths(unauthenticated: Any, invalid: Any) -> dict[str, Any]:
                         "limit",
                         {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
                         f"At most this many sagas (default {DEFAULT_LIMIT})",
+                    ),
+                    query(
+                        "cursor",
+                        {"type": "string"},
+                        "next_cursor of the last page (with the same status)",
                     ),
                 ],
                 "responses": {

@@ -4,6 +4,13 @@ The tracker's tables (all named ``tracker_*``) live in a database of its own or 
 sagaline store or an embedded bus in the same file or schema. The store only writes and
 reads: what a saga's status is, and whether an event is new, the tracker decides from
 the rows (:mod:`sagaline.model.choreography`).
+
+Lists are newest first by ``(started_at, correlation_id)`` descending, and pages follow that
+key: ``before`` is the last saga of the previous page, and a page holds the sagas strictly
+after it in that order. Each status filter has a query of its own over an index that holds
+that status's sagas in that order (the ended ones by how they ended, the open ones apart
+with their deadlines), so a page reads about ``limit`` index entries however many sagas
+there are; counts are one grouped scan of the same indexes.
 """
 
 from __future__ import annotations
@@ -23,6 +30,11 @@ from sagaline.model.choreography import (
     Summary,
 )
 from sagaline.model.errors import DatabaseError
+
+Keyset = tuple[float, str]
+"""Where a page of sagas starts: the ``(started_at, correlation_id)`` of the last one shown."""
+NEWEST: Keyset = (1e308, "")
+"""A keyset before every saga: the first page."""
 
 
 class TrackerStore(Protocol):
@@ -52,8 +64,16 @@ class TrackerStore(Protocol):
 
     async def summary(self, correlation_id: str) -> Summary | None: ...
 
-    async def list_sagas(self, query: SagaQuery, now: float, limit: int) -> list[Summary]:
-        """Sagas matching ``query`` at ``now``, the most recently started first."""
+    async def list_sagas(
+        self, query: SagaQuery, now: float, limit: int, before: Keyset | None = None
+    ) -> list[Summary]:
+        """At most ``limit`` sagas matching ``query`` at ``now``, the most recently started
+        first (see above), strictly after ``before`` (a page's last saga) when given."""
+
+    async def count_sagas(self, now: float) -> dict[SagaStatus, int]:
+        """How many sagas are in each status at ``now``, judged from their rows exactly as
+        :func:`~sagaline.model.choreography.status_at` judges a summary (statuses with no
+        saga are left out), in one statement."""
 
     async def links(self) -> list[Link]: ...
 
@@ -87,6 +107,29 @@ def open_tracker_store(url: str) -> TrackerStore:
         f"unsupported database URL {url!r} for the tracker; use sqlite:///path/to/tracker.db "
         f"or postgresql://user@host:5432/db"
     )
+
+
+def saga_filters(query: SagaQuery) -> list[str]:
+    """The list queries a store runs for ``query``, one per status filter it names (each
+    over its own index; the pages are merged by :func:`newest_first`): ``all``, ``ended``,
+    ``stalled``, ``running``."""
+    if query.everything:
+        return ["all"]
+    named = (("ended", query.ended is not None), ("stalled", query.stalled))
+    return [name for name, on in (*named, ("running", query.running)) if on]
+
+
+def newest_first(pages: Sequence[Sequence[Summary]], limit: int) -> list[Summary]:
+    """One page out of several (one per filter), each already newest first."""
+    sagas = [s for page in pages for s in page]
+    sagas.sort(key=lambda s: (s.started_at, s.correlation_id), reverse=True)
+    return sagas[:limit]
+
+
+def counts_from_rows(rows: Iterable[Any]) -> dict[SagaStatus, int]:
+    """``count_sagas`` rows, ``(status, n)``, as counts by status."""
+    found = {SagaStatus(row[0]): int(row[1]) for row in rows if row[1]}
+    return {status: found[status] for status in SagaStatus if status in found}
 
 
 # -- rows, the same in every dialect (a row is read by column name) -----------------------

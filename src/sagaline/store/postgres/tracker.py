@@ -19,6 +19,7 @@ from sagaline.model.choreography import (
     Envelope,
     Link,
     SagaQuery,
+    SagaStatus,
     Subscription,
     Summary,
 )
@@ -27,18 +28,24 @@ from sagaline.model.urls import redact
 from sagaline.store.postgres.store import TRANSIENT, parse_url
 from sagaline.store.queries import load_queries
 from sagaline.store.tracker import (
+    NEWEST,
+    Keyset,
+    counts_from_rows,
     declaration_from_row,
     declaration_params,
     envelope_from_row,
     envelope_params,
+    newest_first,
+    saga_filters,
     subscription_params,
     summary_from_row,
     summary_params,
 )
 
 T = TypeVar("T")
+STALLED, IN_PROGRESS = SagaStatus.STALLED, SagaStatus.IN_PROGRESS
 
-VERSION = 1
+VERSION = 2
 """The version of the tracker's tables that this code writes (``tracker_meta.version``)."""
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
@@ -86,6 +93,23 @@ CREATE TABLE tracker_declarations (
     deadline DOUBLE PRECISION
 );
 """
+"""Version 1 of the tables; a new schema gets it, then every upgrade."""
+_UPGRADES = {
+    # Pages and counts by status over a million sagas (issue 11): each list query seeks an
+    # index in its own order, (started_at, correlation_id), from the page's keyset. The
+    # open sagas are an index apart because PostgreSQL orders by the rest of an index only
+    # after an equality, and IS NULL is none; with their deadlines as a key column, so that
+    # stalled or not is an index condition, read without visiting the table.
+    2: """
+        DROP INDEX tracker_sagas_by_start;
+        CREATE INDEX tracker_sagas_by_start ON tracker_sagas (started_at, correlation_id);
+        CREATE INDEX tracker_sagas_by_end ON tracker_sagas (ended, started_at, correlation_id)
+        WHERE ended IS NOT NULL;
+        CREATE INDEX tracker_sagas_open
+        ON tracker_sagas (started_at, correlation_id, deadline_at) WHERE ended IS NULL;
+    """,
+}
+"""The statements that bring the tables from the version before to each version."""
 _Q = {
     "lock_migrations": (
         "SELECT pg_advisory_xact_lock(hashtext('sagaline.tracker.migrate.' || current_schema()))"
@@ -132,14 +156,47 @@ _Q = {
         ON CONFLICT DO NOTHING
     """,
     "summary": "SELECT * FROM tracker_sagas WHERE correlation_id = $1",
-    "list_sagas": """
+    # One query per status filter, each seeking its index from the keyset ($1 at, $2 id),
+    # $3 limit, then $4 how it ended or the time now: STALLED and IN_PROGRESS are the open
+    # sagas past their deadline or not (status_at).
+    "list_sagas_all": """
         SELECT * FROM tracker_sagas
-        WHERE $1::boolean
-           OR ended = $2::text
-           OR ($3::boolean AND ended IS NULL AND deadline_at <= $5::float8)
-           OR ($4::boolean AND ended IS NULL AND (deadline_at IS NULL OR deadline_at > $5::float8))
-        ORDER BY started_at DESC, correlation_id
-        LIMIT $6
+        WHERE (started_at, correlation_id) < ($1::float8, $2::text)
+        ORDER BY started_at DESC, correlation_id DESC LIMIT $3
+    """,
+    "list_sagas_ended": """
+        SELECT * FROM tracker_sagas
+        WHERE ended = $4::text AND (started_at, correlation_id) < ($1::float8, $2::text)
+        ORDER BY started_at DESC, correlation_id DESC LIMIT $3
+    """,
+    "list_sagas_stalled": """
+        SELECT * FROM tracker_sagas
+        WHERE ended IS NULL AND (started_at, correlation_id) < ($1::float8, $2::text)
+          AND deadline_at <= $4::float8
+        ORDER BY started_at DESC, correlation_id DESC LIMIT $3
+    """,
+    # Those without a deadline and those before it apart: an OR is no index condition, and
+    # PostgreSQL would read every such saga to sort them; this reads two pages at most.
+    "list_sagas_running": """
+        (SELECT * FROM tracker_sagas
+         WHERE ended IS NULL AND (started_at, correlation_id) < ($1::float8, $2::text)
+           AND deadline_at IS NULL
+         ORDER BY started_at DESC, correlation_id DESC LIMIT $3)
+        UNION ALL
+        (SELECT * FROM tracker_sagas
+         WHERE ended IS NULL AND (started_at, correlation_id) < ($1::float8, $2::text)
+           AND deadline_at > $4::float8
+         ORDER BY started_at DESC, correlation_id DESC LIMIT $3)
+        ORDER BY started_at DESC, correlation_id DESC LIMIT $3
+    """,
+    # status_at in SQL: how it ended, else STALLED from its deadline on, else IN_PROGRESS
+    # (no deadline: NULL <= $1 is not true). $2 STALLED, $3 IN_PROGRESS.
+    "count_sagas": """
+        SELECT ended, count(*) FROM tracker_sagas WHERE ended IS NOT NULL GROUP BY ended
+        UNION ALL
+        SELECT CASE WHEN deadline_at <= $1::float8 THEN $2::text ELSE $3::text END AS status,
+            count(*)
+        FROM tracker_sagas WHERE ended IS NULL GROUP BY status
     """,
     "links": "SELECT service, cause, event FROM tracker_links ORDER BY service, cause, event",
     "save_handler": """
@@ -235,7 +292,7 @@ class PostgresTrackerStore:
             await conn.execute(_Q["lock_migrations"])
             if not await conn.fetchval(_Q["has_meta"]):
                 await conn.execute(_TABLES)
-                await conn.execute(_Q["set_version"], VERSION)
+                await _upgrade(conn, 1)
                 return
         version = await conn.fetchval(_Q["version"]) or 0
         if version > VERSION:
@@ -243,6 +300,8 @@ class PostgresTrackerStore:
                 f"{self.where} holds tracker tables of version {version}, newer than this "
                 f"sagaline's {VERSION}; upgrade sagaline in this process"
             )
+        if create:  # under the lock: one process upgrades, the others find it done
+            await _upgrade(conn, version)
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None
@@ -314,13 +373,27 @@ class PostgresTrackerStore:
 
         return await self._call("reading a saga failed", op)
 
-    async def list_sagas(self, query: SagaQuery, now: float, limit: int) -> list[Summary]:
-        args = (query.everything, query.ended, query.stalled, query.running, now, limit)
+    async def list_sagas(
+        self, query: SagaQuery, now: float, limit: int, before: Keyset | None = None
+    ) -> list[Summary]:
+        at, cid = before or NEWEST
 
         async def op(conn: asyncpg.Connection) -> list[Summary]:
-            return [summary_from_row(row) for row in await conn.fetch(_Q["list_sagas"], *args)]
+            pages = []
+            for name in saga_filters(query):
+                last = {"all": (), "ended": (query.ended,)}.get(name, (now,))
+                rows = await conn.fetch(_Q[f"list_sagas_{name}"], at, cid, limit, *last)
+                pages.append([summary_from_row(row) for row in rows])
+            return pages[0] if len(pages) == 1 else newest_first(pages, limit)
 
         return await self._call("listing sagas failed", op)
+
+    async def count_sagas(self, now: float) -> dict[SagaStatus, int]:
+        async def op(conn: asyncpg.Connection) -> dict[SagaStatus, int]:
+            rows = await conn.fetch(_Q["count_sagas"], now, STALLED.value, IN_PROGRESS.value)
+            return counts_from_rows(rows)
+
+        return await self._call("counting sagas failed", op)
 
     async def links(self) -> list[Link]:
         async def op(conn: asyncpg.Connection) -> list[Link]:
@@ -356,6 +429,15 @@ class PostgresTrackerStore:
             return [Subscription(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self._call("reading handlers failed", op)
+
+
+async def _upgrade(conn: asyncpg.Connection, version: int) -> None:
+    """Bring tables of ``version`` to :data:`VERSION` (in the caller's transaction)."""
+    if version >= VERSION:
+        return
+    for step in range(version + 1, VERSION + 1):
+        await conn.execute(_UPGRADES[step])
+    await conn.execute(_Q["set_version"], VERSION)
 
 
 def _saga_then_id(row: dict[str, Any]) -> tuple[str, str]:

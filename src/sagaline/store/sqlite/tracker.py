@@ -22,6 +22,7 @@ from sagaline.model.choreography import (
     Envelope,
     Link,
     SagaQuery,
+    SagaStatus,
     Subscription,
     Summary,
 )
@@ -30,18 +31,24 @@ from sagaline.store.sqlite.faults import has_sqlite_header, no_room_for_index, t
 from sagaline.store.sqlite.schema import APPLICATION_ID
 from sagaline.store.sqlite.store import path_from_url
 from sagaline.store.tracker import (
+    NEWEST,
+    Keyset,
+    counts_from_rows,
     declaration_from_row,
     declaration_params,
     envelope_from_row,
     envelope_params,
+    newest_first,
+    saga_filters,
     subscription_params,
     summary_from_row,
     summary_params,
 )
 
 T = TypeVar("T")
+STALLED, IN_PROGRESS = SagaStatus.STALLED, SagaStatus.IN_PROGRESS
 
-VERSION = 1
+VERSION = 2
 """The version of the tracker's tables that this code writes (``tracker_meta.version``)."""
 
 _TABLES = (
@@ -87,6 +94,23 @@ _TABLES = (
         deadline REAL
     )""",
 )
+"""Version 1 of the tables; a new file gets it, then every upgrade."""
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    # Pages and counts by status over a million sagas (issue 11): each list query seeks an
+    # index in its own order, (started_at, correlation_id), from the page's keyset.
+    2: (
+        "DROP INDEX tracker_sagas_by_start",
+        "CREATE INDEX tracker_sagas_by_start ON tracker_sagas (started_at, correlation_id)",
+        """CREATE INDEX tracker_sagas_by_end ON tracker_sagas (ended, started_at, correlation_id)
+        WHERE ended IS NOT NULL""",
+        # The open sagas with their deadlines: stalled or not is read from the index alone.
+        # ``ended`` (always NULL here) only because SQLite counts a partial index covering
+        # only if it holds the columns of its own WHERE clause.
+        """CREATE INDEX tracker_sagas_open
+        ON tracker_sagas (started_at, correlation_id, deadline_at, ended) WHERE ended IS NULL""",
+    ),
+}
+"""The statements that bring the tables from the version before to each version."""
 _Q = {
     "busy_timeout": "PRAGMA busy_timeout = 10000",
     "application_id": "PRAGMA application_id",
@@ -132,14 +156,38 @@ _Q = {
         ON CONFLICT DO NOTHING
     """,
     "summary": "SELECT * FROM tracker_sagas WHERE correlation_id = :correlation_id",
-    "list_sagas": """
+    # One query per status filter, each seeking its index from the keyset (:at, :id);
+    # STALLED and IN_PROGRESS are the open sagas past their deadline or not (status_at).
+    "list_sagas_all": """
         SELECT * FROM tracker_sagas
-        WHERE :everything
-           OR ended = :ended
-           OR (:stalled AND ended IS NULL AND deadline_at <= :now)
-           OR (:running AND ended IS NULL AND (deadline_at IS NULL OR deadline_at > :now))
-        ORDER BY started_at DESC, correlation_id
-        LIMIT :limit
+        WHERE (started_at, correlation_id) < (:at, :id)
+        ORDER BY started_at DESC, correlation_id DESC LIMIT :limit
+    """,
+    "list_sagas_ended": """
+        SELECT * FROM tracker_sagas
+        WHERE ended = :ended AND (started_at, correlation_id) < (:at, :id)
+        ORDER BY started_at DESC, correlation_id DESC LIMIT :limit
+    """,
+    "list_sagas_stalled": """
+        SELECT * FROM tracker_sagas
+        WHERE ended IS NULL AND (started_at, correlation_id) < (:at, :id)
+          AND deadline_at <= :now
+        ORDER BY started_at DESC, correlation_id DESC LIMIT :limit
+    """,
+    "list_sagas_running": """
+        SELECT * FROM tracker_sagas
+        WHERE ended IS NULL AND (started_at, correlation_id) < (:at, :id)
+          AND (deadline_at IS NULL OR deadline_at > :now)
+        ORDER BY started_at DESC, correlation_id DESC LIMIT :limit
+    """,
+    # status_at in SQL: how it ended, else STALLED from its deadline on, else IN_PROGRESS
+    # (no deadline: NULL <= :now is not true). Each half scans one index, covering it.
+    "count_sagas": """
+        SELECT ended, count(*) FROM tracker_sagas WHERE ended IS NOT NULL GROUP BY ended
+        UNION ALL
+        SELECT CASE WHEN deadline_at <= :now THEN :stalled ELSE :in_progress END AS status,
+            count(*)
+        FROM tracker_sagas WHERE ended IS NULL GROUP BY status
     """,
     "links": "SELECT service, cause, event FROM tracker_links ORDER BY service, cause, event",
     "save_handler": """
@@ -230,10 +278,11 @@ class SqliteTrackerStore:
     def _create_tables(self, conn: sqlite3.Connection) -> None:
         if conn.execute(_Q["has_meta"]).fetchone()[0]:  # another process may have won
             self._check_version(conn)
+            _upgrade(conn, conn.execute(_Q["version"]).fetchone()[0] or 0)
             return
         for statement in _TABLES:
             conn.execute(statement)
-        conn.execute(_Q["set_version"], {"version": VERSION})
+        _upgrade(conn, 1)
         if conn.execute(_Q["application_id"]).fetchone()[0] == 0:
             conn.execute(_Q["mark_file"])  # so that a sagaline store may share the file
 
@@ -292,18 +341,26 @@ class SqliteTrackerStore:
 
         return await self._call(q)
 
-    async def list_sagas(self, query: SagaQuery, now: float, limit: int) -> list[Summary]:
-        params = {
-            "everything": query.everything,
-            "ended": query.ended,
-            "stalled": query.stalled,
-            "running": query.running,
-            "now": now,
-            "limit": limit,
-        }
+    async def list_sagas(
+        self, query: SagaQuery, now: float, limit: int, before: Keyset | None = None
+    ) -> list[Summary]:
+        at, cid = before or NEWEST
+        params = {"ended": query.ended, "now": now, "at": at, "id": cid, "limit": limit}
 
         def q(conn: sqlite3.Connection) -> list[Summary]:
-            return [summary_from_row(row) for row in conn.execute(_Q["list_sagas"], params)]
+            pages = [
+                [summary_from_row(row) for row in conn.execute(_Q[f"list_sagas_{name}"], params)]
+                for name in saga_filters(query)
+            ]
+            return pages[0] if len(pages) == 1 else newest_first(pages, limit)
+
+        return await self._call(q)
+
+    async def count_sagas(self, now: float) -> dict[SagaStatus, int]:
+        params = {"now": now, "stalled": STALLED.value, "in_progress": IN_PROGRESS.value}
+
+        def q(conn: sqlite3.Connection) -> dict[SagaStatus, int]:
+            return counts_from_rows(conn.execute(_Q["count_sagas"], params))
 
         return await self._call(q)
 
@@ -345,6 +402,16 @@ def _nothing_at(where: str) -> str:
         f"no tracker has recorded into {where}; start one with "
         f"`sagaline tracker --bus URL --db URL --import MODULE`, or point --db at its database"
     )
+
+
+def _upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Bring tables of ``version`` to :data:`VERSION` (in the caller's transaction)."""
+    if version >= VERSION:
+        return
+    for step in range(version + 1, VERSION + 1):
+        for statement in _UPGRADES[step]:
+            conn.execute(statement)
+    conn.execute(_Q["set_version"], {"version": VERSION})
 
 
 def _transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
