@@ -69,23 +69,30 @@ class Observer:
         if tracing is not None and tracing.silent():
             tracing = None
         if tracing is not None:
-            attributes = {
-                "sagaline.run_id": run.run_id,
-                "sagaline.workflow": run.workflow,
-                "sagaline.attempt": max(run.lease_epoch, 1),  # one claim per execution
-                "sagaline.status": run.status.value,
-            }
             parent = tracing.run_parent(run.run_id, run.traceparent)
-            span = tracing.start(f"run {run.workflow}", attributes, parent)
-            token = tracing.activate(span)
-            ctx.traced = span.is_recording()
+            if tracing.sampled(parent):
+                attributes = {
+                    "sagaline.run_id": run.run_id,
+                    "sagaline.workflow": run.workflow,
+                    "sagaline.attempt": max(run.lease_epoch, 1),  # one claim per execution
+                    "sagaline.status": run.status.value,
+                }
+                span = tracing.start(f"run {run.workflow}", attributes, parent)
+                token = tracing.activate(span)
+                ctx.traced = span.is_recording()
+            else:
+                # Sampled out: the SDK's samplers drop a span whose parent is not sampled
+                # (ParentBased, by trace id), so none is asked for; the step's own code
+                # still runs in the run's trace context, unsampled like the run.
+                token = tracing.enter(parent)
         outcome = INTERRUPTED
         try:
             yield
             outcome = _run_outcome(ctx)
         finally:
-            if span is not None and tracing is not None:
+            if token is not None and tracing is not None:
                 tracing.restore(token)
+            if span is not None and tracing is not None:
                 span.set_attribute("sagaline.outcome", outcome)
                 settled = ctx.settled
                 if settled is not None and settled.error and settled.status not in _FINE:

@@ -159,6 +159,18 @@ class Tracing:
         return self.tracer.start_span(name, context=parent, attributes=attributes)
 
     @staticmethod
+    def sampled(parent: Context) -> bool:
+        """Whether the trace a run's span would start in is sampled (its parent's flag:
+        the stored ``traceparent``'s, or the root sampler's decision for a derived one)."""
+        return bool(trace.get_current_span(parent).get_span_context().trace_flags.sampled)
+
+    @staticmethod
+    def enter(parent: Context) -> object:
+        """Make ``parent`` the current context (for the caller's task), with no span of
+        this run's own; undo with :meth:`restore`."""
+        return otel_context.attach(parent)
+
+    @staticmethod
     def activate(span: Span) -> object:
         """Make ``span`` the current one (for the caller's task); undo with :meth:`restore`."""
         return otel_context.attach(trace.set_span_in_context(span))
