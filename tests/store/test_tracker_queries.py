@@ -1,10 +1,12 @@
 """The tracker store's lists and counts, on SQLite and PostgreSQL: counts by status agree
 with :func:`~sagaline.model.choreography.status_at` at every moment, pages follow the
-keyset without repeating or skipping a saga, each query is answered from its index, and
-tables of version 1 are brought to the current version."""
+keyset without repeating or skipping a saga, each query is answered from its index, the
+ended sagas' kept counts follow every change of a saga, and tables of versions 1 and 2 are
+brought to the current version."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import sqlite3
 from collections import Counter
@@ -86,6 +88,87 @@ async def test_an_empty_store_counts_nothing(store_url: str) -> None:
         assert await store.count_sagas(0.0) == {}
     finally:
         await store.aclose()
+
+
+async def fresh_counts(url: str) -> dict[str, int]:
+    """How many sagas ended each way, by a GROUP BY over the rows (what the triggers keep)."""
+    sql = "SELECT ended, count(*) FROM tracker_sagas WHERE ended IS NOT NULL GROUP BY ended"
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return {r[0]: r[1] for r in conn.execute(sql)}
+        finally:
+            conn.close()
+    dsn, schema = parse_url(url)
+    pg = await asyncpg.connect(dsn, server_settings={"search_path": schema or "public"})
+    try:
+        return {r[0]: r[1] for r in await pg.fetch(sql)}
+    finally:
+        await pg.close()
+
+
+async def run_sql(url: str, sql: str) -> None:
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            conn.execute(sql)
+            conn.commit()
+        finally:
+            conn.close()
+        return
+    dsn, schema = parse_url(url)
+    pg = await asyncpg.connect(dsn, server_settings={"search_path": schema or "public"})
+    try:
+        await pg.execute(sql)
+    finally:
+        await pg.close()
+
+
+async def test_kept_counts_follow_sagas_that_end_change_and_are_deleted(
+    sagas: tuple[TrackerStore, list[Summary]], store_url: str
+) -> None:
+    store, summaries = sagas
+    rng = random.Random(5)
+
+    async def agree() -> None:
+        counts = await store.count_sagas(150.0)
+        kept = {s.value: n for s, n in counts.items() if s in ENDS}
+        assert kept == await fresh_counts(store_url)
+        assert counts == dict(Counter(choreo.status_at(s, 150.0) for s in current.values()))
+
+    current = {s.correlation_id: s for s in summaries}
+    await agree()
+    # Open sagas end, ended ones end otherwise, some open again (NULL from a value), and
+    # a summary that does not land (a stale event count) changes nothing.
+    for _ in range(3):
+        for s in rng.sample(list(current.values()), 60):
+            now = await store.summary(s.correlation_id)
+            assert now is not None
+            changed = dataclasses.replace(now, ended=rng.choice([None, *ENDS]))
+            assert await store.save_summary(changed, [])
+            current[s.correlation_id] = changed
+        stale = dataclasses.replace(changed, ended=SagaStatus.FAILED, events=99)
+        assert not await store.save_summary(stale, [])
+        await agree()
+    # New sagas (open), then ended; and the same event again counts nothing.
+    moment = datetime.fromtimestamp(0, UTC)
+    new = [Envelope(f"n{i}", "T", f"n{i}", None, None, moment) for i in range(10)]
+    assert len(await store.record(new + new[:3], 0.0)) == 10
+    for e in new:
+        s = Summary(e.correlation_id, "order", SagaStatus.COMPLETED, 0.0, 1.0, None, 1)
+        assert await store.save_summary(s, [])
+        current[s.correlation_id] = s
+    await agree()
+    # The tracker never deletes a saga, but an operator's SQL may (or insert one ended).
+    await run_sql(store_url, "DELETE FROM tracker_sagas WHERE correlation_id < 's0100'")
+    current = {k: v for k, v in current.items() if k >= "s0100"}
+    await run_sql(
+        store_url,
+        "INSERT INTO tracker_sagas (correlation_id, name, ended, started_at, updated_at, "
+        "deadline_at, events) VALUES ('x1', 'order', 'FAILED', 1, 2, NULL, 1)",
+    )
+    current["x1"] = Summary("x1", "order", SagaStatus.FAILED, 1.0, 2.0, None, 1)
+    await agree()
 
 
 async def every_page(
@@ -174,9 +257,10 @@ async def test_sqlite_answers_each_list_and_the_counts_from_an_index(tmp_path: P
                 + "(started_at,correlation_id)<(?,?))"
             ], (name, plan)
         plan = explain(conn, sqlite_tracker._Q["count_sagas"], params)
-        # Each half reads one index alone: the ended sagas' and the open ones'.
-        assert "SEARCH tracker_sagas USING COVERING INDEX tracker_sagas_by_end (ended>?)" in plan
+        # The ended sagas from their kept counts; the open ones from their index alone.
+        assert "SCAN tracker_saga_counts" in plan, plan
         assert "SCAN tracker_sagas USING COVERING INDEX tracker_sagas_open" in plan, plan
+        assert not any("tracker_sagas_by_end" in line for line in plan), plan
     finally:
         conn.close()
 
@@ -224,11 +308,28 @@ async def test_postgres_answers_each_list_and_the_counts_from_an_index(
             )
             counted = "\n".join(r[0] for r in rows)
             assert "Index Only Scan using tracker_sagas_open" in counted, counted
+            assert "tracker_saga_counts" in counted, counted
+            assert "tracker_sagas_by_end" not in counted, counted
     finally:
         await conn.close()
 
 
-# -- the upgrade from version 1 ------------------------------------------------------------
+# -- the upgrades from versions 1 and 2 ---------------------------------------------------
+
+# Sagas an older tracker left, some ended: the upgrade to version 3 counts them once.
+OLD_SAGAS = """
+INSERT INTO tracker_sagas (correlation_id, name, ended, started_at, updated_at, deadline_at,
+    events)
+VALUES ('o1', 'order', 'COMPLETED', 1, 2, NULL, 3), ('o2', 'order', 'COMPLETED', 2, 3, 9, 3),
+    ('o3', 'order', 'FAILED', 3, 4, NULL, 3), ('o4', 'order', NULL, 4, 5, 9, 1),
+    ('o5', 'order', NULL, 5, 6, NULL, 1)
+"""
+OLD_COUNTS = {
+    SagaStatus.COMPLETED: 2,
+    SagaStatus.FAILED: 1,
+    SagaStatus.STALLED: 1,
+    SagaStatus.IN_PROGRESS: 1,
+}
 
 
 def sqlite_schema(path: Path) -> list[tuple[str, str, str]]:
@@ -242,16 +343,28 @@ def sqlite_schema(path: Path) -> list[tuple[str, str, str]]:
         conn.close()
 
 
-async def test_sqlite_tables_of_version_1_are_upgraded_to_the_fresh_schema(
-    tmp_path: Path,
+@pytest.mark.parametrize("version", [1, 2])
+async def test_sqlite_tables_of_an_older_version_are_upgraded_to_the_fresh_schema(
+    tmp_path: Path, version: int
 ) -> None:
     old, fresh = tmp_path / "old.db", tmp_path / "fresh.db"
     conn = sqlite3.connect(old)
     for statement in sqlite_tracker._TABLES:  # version 1, as a tracker of 0.x left it
         conn.execute(statement)
-    conn.execute("INSERT INTO tracker_meta (version) VALUES (1)")
+    for step in range(2, version + 1):
+        for statement in sqlite_tracker._UPGRADES[step]:
+            conn.execute(statement)
+    conn.execute("INSERT INTO tracker_meta (version) VALUES (?)", (version,))
+    conn.execute(OLD_SAGAS)
     conn.commit()
     conn.close()
+    store = open_tracker_store(f"sqlite:///{old}")
+    await store.open()
+    try:
+        assert await store.count_sagas(9.0) == OLD_COUNTS  # backfilled by the upgrade
+    finally:
+        await store.aclose()
+    await run_sql(f"sqlite:///{old}", "DELETE FROM tracker_sagas")
     summaries = mixed(30)
     for path in (old, fresh):
         store = await seeded(f"sqlite:///{path}", summaries)
@@ -259,24 +372,47 @@ async def test_sqlite_tables_of_version_1_are_upgraded_to_the_fresh_schema(
             assert [s.correlation_id for s in await store.list_sagas(SagaQuery(), 0, 99)] == (
                 newest_first(summaries)
             )
+            expected = Counter(choreo.status_at(s, 150.0) for s in summaries)
+            assert await store.count_sagas(150.0) == dict(expected)
         finally:
             await store.aclose()
     assert sqlite_schema(old) == sqlite_schema(fresh)
+    assert any(kind == "trigger" for kind, _, _ in sqlite_schema(fresh))
     conn = sqlite3.connect(old)
-    assert conn.execute("SELECT max(version) FROM tracker_meta").fetchone()[0] == 2
+    assert conn.execute("SELECT max(version) FROM tracker_meta").fetchone()[0] == 3
     conn.close()
 
 
-async def postgres_schema(conn: asyncpg.Connection) -> list[tuple[str, str]]:
-    rows = await conn.fetch(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-        "AND tablename LIKE 'tracker%' ORDER BY indexname"
+async def postgres_schema(conn: asyncpg.Connection) -> list[tuple[str, ...]]:
+    """The tracker's indexes, columns, triggers and trigger functions in the search path's
+    schema, with its name taken out of their definitions."""
+    indexes = await conn.fetch(
+        "SELECT 'index', indexname, indexdef FROM pg_indexes "
+        "WHERE schemaname = current_schema() AND tablename LIKE 'tracker%'"
     )
-    return [(r[0], r[1]) for r in rows]
+    columns = await conn.fetch(
+        "SELECT 'column', table_name || '.' || column_name, "
+        "data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '') "
+        "FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name LIKE 'tracker%'"
+    )
+    triggers = await conn.fetch(
+        "SELECT 'trigger', t.tgname, pg_get_triggerdef(t.oid) FROM pg_trigger t "
+        "JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal"
+    )
+    functions = await conn.fetch(
+        "SELECT 'function', proname, prosrc FROM pg_proc "
+        "WHERE pronamespace = current_schema()::regnamespace"
+    )
+    schema = await conn.fetchval("SELECT current_schema()")
+    rows = [*indexes, *columns, *triggers, *functions]
+    return sorted((r[0], r[1], r[2].replace(f"{schema}.", "")) for r in rows)
 
 
-async def test_postgres_tables_of_version_1_are_upgraded_to_the_fresh_schema(
-    postgres_url: str,
+@pytest.mark.parametrize("version", [1, 2])
+async def test_postgres_tables_of_an_older_version_are_upgraded_to_the_fresh_schema(
+    postgres_url: str, version: int
 ) -> None:
     dsn, schema = parse_url(postgres_url)
     assert schema is not None
@@ -286,19 +422,32 @@ async def test_postgres_tables_of_version_1_are_upgraded_to_the_fresh_schema(
         await admin.execute(f'CREATE SCHEMA "{schema}_fresh"')
         await admin.execute(f'SET search_path = "{schema}"')
         await admin.execute(pg_tracker._TABLES)
-        await admin.execute("INSERT INTO tracker_meta (version) VALUES (1)")
-        fresh_url = postgres_url.replace(f"schema={schema}", f"schema={schema}_fresh")
-        for url in (postgres_url, fresh_url):
-            store = await seeded(url, mixed(30))
+        for step in range(2, version + 1):
+            await admin.execute(pg_tracker._UPGRADES[step])
+        await admin.execute("INSERT INTO tracker_meta (version) VALUES ($1)", version)
+        await admin.execute(OLD_SAGAS)
+        store = open_tracker_store(postgres_url)
+        await store.open()
+        try:
+            assert await store.count_sagas(9.0) == OLD_COUNTS  # backfilled by the upgrade
+        finally:
             await store.aclose()
-        old_indexes = await postgres_schema(admin)
-        assert await admin.fetchval("SELECT max(version) FROM tracker_meta") == 2
+        await admin.execute("DELETE FROM tracker_sagas")
+        fresh_url = postgres_url.replace(f"schema={schema}", f"schema={schema}_fresh")
+        summaries = mixed(30)
+        for url in (postgres_url, fresh_url):
+            store = await seeded(url, summaries)
+            try:
+                expected = Counter(choreo.status_at(s, 150.0) for s in summaries)
+                assert await store.count_sagas(150.0) == dict(expected)
+            finally:
+                await store.aclose()
+        old_schema = await postgres_schema(admin)
+        assert await admin.fetchval("SELECT max(version) FROM tracker_meta") == 3
         await admin.execute(f'SET search_path = "{schema}_fresh"')
-        fresh_indexes = await postgres_schema(admin)
-        assert [(n, d.replace(f"{schema}_fresh.", f"{schema}.")) for n, d in fresh_indexes] == (
-            old_indexes
-        )
-        assert "tracker_sagas_open" in dict(old_indexes)
+        assert await postgres_schema(admin) == old_schema
+        names = {name for _, name, _ in old_schema}
+        assert {"tracker_sagas_open", "tracker_saga_counts_update"} <= names
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}_fresh" CASCADE')
         await admin.close()

@@ -10,7 +10,9 @@ key: ``before`` is the last saga of the previous page, and a page holds the saga
 after it in that order. Each status filter has a query of its own over an index that holds
 that status's sagas in that order (the ended ones by how they ended, the open ones apart
 with their deadlines), so a page reads about ``limit`` index entries however many sagas
-there are; counts are one grouped scan of the same indexes.
+there are. Counts read the ended sagas' from ``tracker_saga_counts`` (kept by triggers on
+``tracker_sagas`` in the same transaction, since tracker schema version 3) and count the
+open ones from their index, so that what they cost grows with the open sagas alone.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class TrackerStore(Protocol):
     async def count_sagas(self, now: float) -> dict[SagaStatus, int]:
         """How many sagas are in each status at ``now``, judged from their rows exactly as
         :func:`~sagaline.model.choreography.status_at` judges a summary (statuses with no
-        saga are left out), in one statement."""
+        saga are left out), in one statement: the ended sagas from the kept counts, the
+        open ones from their index."""
 
     async def links(self) -> list[Link]: ...
 

@@ -45,7 +45,7 @@ from sagaline.store.tracker import (
 T = TypeVar("T")
 STALLED, IN_PROGRESS = SagaStatus.STALLED, SagaStatus.IN_PROGRESS
 
-VERSION = 2
+VERSION = 3
 """The version of the tracker's tables that this code writes (``tracker_meta.version``)."""
 CONNECT_TIMEOUT = 5.0
 COMMAND_TIMEOUT = 30.0
@@ -107,6 +107,60 @@ _UPGRADES = {
         WHERE ended IS NOT NULL;
         CREATE INDEX tracker_sagas_open
         ON tracker_sagas (started_at, correlation_id, deadline_at) WHERE ended IS NULL;
+    """,
+    # The ended sagas by how they ended, kept by triggers in the transaction that ends,
+    # changes or deletes a saga (as ``run_counts`` for runs), so that the counts read a
+    # few rows instead of every ended saga; the open ones are still counted (their index).
+    # Each server process adds to its own slot (pid mod 16), in key order, so that two
+    # trackers ending sagas at once do not queue on one counter row; a count sums them.
+    3: """
+        CREATE TABLE tracker_saga_counts (
+            ended TEXT NOT NULL,
+            slot INTEGER NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (ended, slot)
+        );
+        INSERT INTO tracker_saga_counts (ended, slot, n)
+        SELECT ended, 0, count(*) FROM tracker_sagas WHERE ended IS NOT NULL GROUP BY ended;
+
+        CREATE FUNCTION tracker_count_sagas() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO tracker_saga_counts (ended, slot, n)
+                SELECT ended, pg_backend_pid() % 16, count(*) FROM new_rows
+                WHERE ended IS NOT NULL GROUP BY ended ORDER BY ended
+                ON CONFLICT (ended, slot) DO UPDATE SET n = tracker_saga_counts.n + excluded.n;
+            ELSIF TG_OP = 'DELETE' THEN
+                INSERT INTO tracker_saga_counts (ended, slot, n)
+                SELECT ended, pg_backend_pid() % 16, -count(*) FROM old_rows
+                WHERE ended IS NOT NULL GROUP BY ended ORDER BY ended
+                ON CONFLICT (ended, slot) DO UPDATE SET n = tracker_saga_counts.n + excluded.n;
+            END IF;
+            RETURN NULL;
+        END
+        $$;
+        CREATE TRIGGER tracker_saga_counts_insert AFTER INSERT ON tracker_sagas
+        REFERENCING NEW TABLE AS new_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION tracker_count_sagas();
+        CREATE TRIGGER tracker_saga_counts_delete AFTER DELETE ON tracker_sagas
+        REFERENCING OLD TABLE AS old_rows
+        FOR EACH STATEMENT EXECUTE FUNCTION tracker_count_sagas();
+
+        -- How a saga ended, row by row: most updates (its event count, its summary while
+        -- open) change no ``ended`` and are filtered by the WHEN clause, calling nothing.
+        CREATE FUNCTION tracker_count_saga_moved() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            INSERT INTO tracker_saga_counts (ended, slot, n)
+            SELECT ended, pg_backend_pid() % 16, d
+            FROM (VALUES (OLD.ended, -1), (NEW.ended, 1)) AS moved (ended, d)
+            WHERE ended IS NOT NULL ORDER BY ended
+            ON CONFLICT (ended, slot) DO UPDATE SET n = tracker_saga_counts.n + excluded.n;
+            RETURN NULL;
+        END
+        $$;
+        CREATE TRIGGER tracker_saga_counts_update AFTER UPDATE OF ended ON tracker_sagas
+        FOR EACH ROW WHEN (OLD.ended IS DISTINCT FROM NEW.ended)
+        EXECUTE FUNCTION tracker_count_saga_moved();
     """,
 }
 """The statements that bring the tables from the version before to each version."""
@@ -190,9 +244,10 @@ _Q = {
         ORDER BY started_at DESC, correlation_id DESC LIMIT $3
     """,
     # status_at in SQL: how it ended, else STALLED from its deadline on, else IN_PROGRESS
-    # (no deadline: NULL <= $1 is not true). $2 STALLED, $3 IN_PROGRESS.
+    # (no deadline: NULL <= $1 is not true). $2 STALLED, $3 IN_PROGRESS. How they ended is
+    # the kept counts, summed over the slots; the open sagas are read from their index.
     "count_sagas": """
-        SELECT ended, count(*) FROM tracker_sagas WHERE ended IS NOT NULL GROUP BY ended
+        SELECT ended, sum(n)::bigint FROM tracker_saga_counts GROUP BY ended
         UNION ALL
         SELECT CASE WHEN deadline_at <= $1::float8 THEN $2::text ELSE $3::text END AS status,
             count(*)
