@@ -11,7 +11,6 @@ never captures one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -71,16 +70,19 @@ def diagram(
     """Draw a workflow (or an ASL machine) as Mermaid, BPMN 2.0 XML or SVG."""
     try:
         import_modules(imports or [])
-        graph, outcomes = _inputs(workflow, asl, db, run, runs)
+        graph, shown = _inputs(workflow, asl, db, run, runs)
     except SagalineError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    from sagaline.diagrams import bpmn, mermaid, svg  # not for every `sagaline` command
+    from sagaline.diagrams import bpmn, mermaid, notes_of, outcomes_of, svg  # on use only
+
+    outcomes = None if shown is None else outcomes_of(shown)
+    notes = None if shown is None else notes_of(shown)  # "N attempts", as the web UI shows
 
     text = {
         Format.MERMAID: lambda: mermaid(graph),
         Format.BPMN: lambda: bpmn(graph),
-        Format.SVG: lambda: svg(graph, outcomes),
+        Format.SVG: lambda: svg(graph, outcomes, notes=notes),
     }[format]()
     if output is None:
         typer.echo(text, nl=False)
@@ -90,22 +92,22 @@ def diagram(
 
 def _inputs(
     workflow: str | None, asl: Path | None, db: str | None, run: str | None, limit: int
-) -> tuple[Graph, Mapping[str, str] | None]:
+) -> tuple[Graph, list[StepRecord] | None]:
+    """The graph to draw, and the step records of the run drawn over it (``--run``)."""
     if run is not None and db is None:
         raise SagalineError("--run reads the run from a database: give --db URL")
-    from sagaline.diagrams import asl_graph, outcomes_of, workflow_graph
+    from sagaline.diagrams import asl_graph, workflow_graph
 
     if asl is not None:
         graph = asl_graph(asl, name=workflow)
         shown = _read(db, None, run, limit)[1] if db is not None else None
-        return graph, (outcomes_of(shown) if shown is not None else None)
+        return graph, shown
     if workflow is None:
         raise SagalineError("name a workflow (sagaline diagram WORKFLOW) or give --asl FILE")
     wdef = get_workflow(workflow)
     paths, shown = _read(db, wdef.name, run, limit) if db is not None else ([], None)
     merged = [*paths, shown] if shown is not None else paths
-    outcomes = outcomes_of(shown) if shown is not None else None
-    return workflow_graph(wdef, merged), outcomes
+    return workflow_graph(wdef, merged), shown
 
 
 def _read(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sagaline import step, wait_for_signal, workflow
+from sagaline import RetryPolicy, step, wait_for_signal, workflow
 
 ODD = 'diagrams.check "stock" <b>|[x]{y}</b> & #1 %% end --> ; `md`'
 """A step name with every character that means something in Mermaid, XML or HTML."""
@@ -118,3 +118,20 @@ def asl_saga() -> dict[str, Any]:
             "Failed": {"Type": "Fail", "Error": "BookingFailed"},
         },
     }
+
+
+FLAKY_FAILS: dict[str, int] = {}
+"""How many times each ``diagrams.flaky`` sku still fails before it succeeds."""
+
+
+@step(name="diagrams.flaky", retry=RetryPolicy(max_attempts=3, initial=0.01))
+async def flaky(sku: str) -> str:
+    if FLAKY_FAILS.get(sku, 0) > 0:
+        FLAKY_FAILS[sku] -= 1
+        raise RuntimeError("not yet")
+    return f"ok-{sku}"
+
+
+@workflow(name="diagrams.retried")
+async def retried(sku: str) -> str:
+    return await flaky(sku)

@@ -73,3 +73,21 @@ def test_an_unknown_workflow_or_missing_database_is_a_message_and_exit_1(tmp_pat
     absent = runner.invoke(app, args)
     assert absent.exit_code == 1 and "error:" in absent.output
     assert not (tmp_path / "nothing.db").exists()
+
+
+def test_svg_of_a_run_notes_a_step_that_took_several_attempts(tmp_path: Path) -> None:
+    """As the web UI's drawing does: "3 attempts" beside the step that retried."""
+    url = f"sqlite:///{tmp_path / 'retried.db'}"
+    flows.FLAKY_FAILS["s-1"] = 2
+
+    async def go() -> None:
+        async with Engine(url) as engine:
+            await engine.start(flows.retried, "s-1", run_id="r-1")
+            await engine.wait("r-1", timeout=60)
+
+    asyncio.run(go())
+    out = tmp_path / "retried.svg"
+    args = ["diagrams.retried", "--import", "tests.diagrams.flows", "--format", "svg"]
+    result = runner.invoke(app, [*args, "--db", url, "--run", "r-1", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "3 attempts" in out.read_text("utf-8")

@@ -121,3 +121,20 @@ async def bounded_charge(order: Order) -> Payment: ...  # type: ignore[empty-bod
 async def bounded(order: Order) -> str:
     payment = await bounded_charge(order)
     return payment.id
+
+
+@step(
+    name="tasks.fragile_charge",
+    task_queue="fragile",
+    heartbeat_timeout=0.3,
+    retry=RetryPolicy(max_attempts=2, initial=0.01),
+)
+async def fragile_charge(order: Order) -> Payment: ...  # type: ignore[empty-body]
+
+
+@workflow(name="tasks-fragile")
+async def fragile(order: Order) -> str:
+    """Its charge's workers die holding it: two attempts, then the saga compensates."""
+    reservation = await reserve(order)
+    payment = await fragile_charge(order)
+    return f"{reservation}/{payment.id}"

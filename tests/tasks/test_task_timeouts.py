@@ -106,3 +106,31 @@ def test_the_task_timeouts_are_for_task_steps_and_must_be_positive() -> None:
 
         @step(name="timeouts.zero", task_queue="q", start_to_close_timeout=0)
         async def zero() -> None: ...
+
+
+async def test_a_task_whose_workers_all_die_holding_it_fails_after_its_attempts(
+    make_engine: MakeEngine,
+) -> None:
+    """Each claim is an attempt; a lease that runs out used it. With the policy's two
+    attempts used so, the next claim finds nothing and the step fails: the saga
+    compensates instead of sending the task out again for ever."""
+    async with make_engine() as engine:
+        tasks = service(engine)
+        handle = await engine.start(sagas.fragile, sagas.Order("f1", 10), run_id="f1")
+        first = await claim_one(tasks, "fragile")  # its worker dies: no heartbeat, no answer
+        assert first.attempt == 1
+        second = await claim_one(tasks, "fragile")  # claimable again once the lease ran out
+        assert second.attempt == 2
+        with pytest.raises(RunFailedError) as info:
+            assert await tasks.claim("fragile", "w3", 1, 2.0) == []  # no third attempt
+            await asyncio.wait_for(handle.result(), DEADLINE)
+        assert info.value.status is RunStatus.COMPENSATED
+        steps = {s.name: s for s in await engine.store.load_steps("f1")}
+        charge = steps["tasks.fragile_charge"]
+        assert charge.status.value == "FAILED" and charge.error is not None
+        assert charge.error["type"] == "TaskLeaseExpired"
+        assert charge.attempts == 2  # the claim that found it out of attempts is not one
+        assert "2 attempt(s)" in charge.error["message"]
+        assert sagas.RELEASED == ["res-f1"]
+        with pytest.raises(TaskLeaseLostError):
+            await tasks.heartbeat(second.id, second.token)  # the late worker hears it is over

@@ -480,7 +480,9 @@ class TaskService:
         while True:
             if arrived is not None:
                 arrived.clear()  # before looking: a task recorded after this is seen next
-            found = await self.store.claim_tasks(queue, worker, limit, RULES)
+            found = await self._within_attempts(
+                await self.store.claim_tasks(queue, worker, limit, RULES)
+            )
             left = deadline - loop.time()
             if found or left <= 0:
                 return [self._claimed(t) for t in found]
@@ -489,6 +491,32 @@ class TaskService:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), min(POLL_SECONDS, left))
+
+    async def _within_attempts(self, claimed: list[TaskRecord]) -> list[TaskRecord]:
+        """The claimed tasks that still have an attempt left; the others fail here.
+
+        A claim counts an attempt. A task claimed again because its last worker's lease
+        ran out (it died, hung, or lost the network) has used that attempt: once the
+        policy's attempts are all used so, the step (or compensation) fails as if its last
+        worker had reported ``TaskLeaseExpired``, instead of going out again for ever.
+        """
+        kept = []
+        for task in claimed:
+            target = get_task_target(task.step)
+            if task.attempt <= target.retry.max_attempts:
+                kept.append(task)
+                continue
+            assert task.token is not None
+            used = task.attempt - 1
+            message = (
+                f"the lease of each of its {used} attempt(s) ran out before its worker "
+                f"answered (last worker stopped heartbeating); no attempt is left"
+            )
+            with contextlib.suppress(TaskLeaseLostError, TaskNotFoundError):
+                await self.fail(
+                    task.id, task.token, "TaskLeaseExpired", message, True, attempts=used
+                )
+        return kept
 
     def _claimed(self, task: TaskRecord) -> ClaimedTask:
         assert task.token is not None
@@ -566,9 +594,17 @@ class TaskService:
         await self._finish(task_id, token, TaskFinish(row, [self._event(event, task.seq)]))
 
     async def fail(
-        self, task_id: str, token: str, error_type: str, message: str, non_retryable: bool
+        self,
+        task_id: str,
+        token: str,
+        error_type: str,
+        message: str,
+        non_retryable: bool,
+        *,
+        attempts: int | None = None,
     ) -> bool:
-        """Record a failed attempt; returns whether it will be retried.
+        """Record a failed attempt; returns whether it will be retried. ``attempts``: how
+        many were made, when the claim holding ``token`` was not one of them.
 
         Retried (claimable again after the policy's backoff) while attempts remain and the
         worker did not say ``non_retryable``; otherwise the step fails and the run unwinds.
@@ -577,6 +613,8 @@ class TaskService:
             TaskNotFoundError, TaskLeaseLostError.
         """
         task, target, waiting = await self._leased(task_id, token)
+        if attempts is not None:  # the attempts made, when this claim was not one
+            task = dataclasses.replace(task, attempt=attempts)
         error = {"type": _clean(error_type) or "Error", "message": _clean(message)}
         sdef, policy = target.step, target.retry
         retried = not non_retryable and task.attempt < policy.max_attempts
