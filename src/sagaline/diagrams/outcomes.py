@@ -8,7 +8,7 @@ back at it (``compensates_seq``) says whether it was undone.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Literal, get_args
 
 from sagaline.model.records import StepRecord
 from sagaline.model.status import StepKind, StepStatus
@@ -23,16 +23,7 @@ Outcome = Literal[
     "pending",
     "skipped",
 ]
-OUTCOMES: tuple[Outcome, ...] = (
-    "succeeded",
-    "failed",
-    "compensated",
-    "compensation_failed",
-    "running",
-    "waiting",
-    "pending",
-    "skipped",
-)
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 """Every outcome :func:`sagaline.diagrams.svg` can draw; a node a run has not reached is
 ``pending``."""
 LABELS: dict[str, str] = {
