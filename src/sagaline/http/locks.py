@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from sagaline.engine.engine import Engine
 from sagaline.http.problems import Problem
+from sagaline.http.spec import ok, query
 from sagaline.model.locks import LockRequest
 
 DEFAULT_LIMIT = 200
@@ -128,30 +129,20 @@ def schemas() -> dict[str, Any]:
 def paths(unauthenticated: Any, invalid: Any) -> dict[str, Any]:
     """The OpenAPI paths of these routes."""
 
-    def ok(description: str, schema: str) -> dict[str, Any]:
-        ref = {"$ref": f"#/components/schemas/{schema}"}
-        return {"description": description, "content": {"application/json": {"schema": ref}}}
-
     return {
         "/locks": {
             "get": {
                 "summary": "Semantic locks held or waited for, by key",
                 "operationId": "listLocks",
                 "parameters": [
-                    {
-                        "name": "prefix",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "string"},
-                        "description": "Only keys starting with this, e.g. order:",
-                    },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "required": False,
-                        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                        "description": f"At most this many requests (default {DEFAULT_LIMIT})",
-                    },
+                    query(
+                        "prefix", {"type": "string"}, "Only keys starting with this, e.g. order:"
+                    ),
+                    query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                        f"At most this many requests (default {DEFAULT_LIMIT})",
+                    ),
                 ],
                 "responses": {
                     "200": ok("Lock requests", "LockList"),

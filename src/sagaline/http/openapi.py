@@ -7,20 +7,17 @@ response's status, content type and body must be the ones declared here.
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from sagaline.http.locks import paths as lock_paths
 from sagaline.http.locks import schemas as lock_schemas
 from sagaline.http.sagas import paths as saga_paths
 from sagaline.http.sagas import schemas as saga_schemas
 from sagaline.http.sessions import COOKIE
+from sagaline.http.spec import Json
+from sagaline.http.spec import ok as _ok
+from sagaline.http.spec import query as _query
+from sagaline.http.spec import ref as _ref
 from sagaline.model.status import RunStatus, StepKind, StepStatus
-
-Json = dict[str, Any]
-
-
-def _ref(name: str) -> Json:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _nullable(schema: Json) -> Json:
@@ -38,10 +35,6 @@ def _problem(description: str) -> Json:
         "description": description,
         "content": {"application/problem+json": {"schema": _ref("Problem")}},
     }
-
-
-def _ok(description: str, schema: str) -> Json:
-    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
 
 
 def _object(properties: Json, required: list[str] | None = None, extra: bool = False) -> Json:
@@ -404,16 +397,6 @@ def _task_paths() -> Json:
         "/tasks/{task_id}/fail": _task_action(
             "Fail a task's attempt", "FailRequest", "TaskAnswered", "Bad input"
         ),
-    }
-
-
-def _query(name: str, schema: Json, description: str) -> Json:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
     }
 
 

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from sagaline.engine.tracker import Tracker
 from sagaline.http.problems import Problem
+from sagaline.http.spec import ok, query
 from sagaline.http.views import when
 from sagaline.model.choreography import SagaNotFoundError, SagaStatus, SagaView, lanes
 from sagaline.store.tracker import Keyset
@@ -287,19 +288,6 @@ def schemas() -> dict[str, Any]:
 
 def paths(unauthenticated: Any, invalid: Any) -> dict[str, Any]:
     """The OpenAPI paths of these routes."""
-
-    def ok(description: str, schema: str) -> dict[str, Any]:
-        ref = {"$ref": f"#/components/schemas/{schema}"}
-        return {"description": description, "content": {"application/json": {"schema": ref}}}
-
-    def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "schema": schema,
-            "description": description,
-        }
 
     return {
         "/sagas": {
