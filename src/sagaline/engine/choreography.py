@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sagaline.bus import Bus, Delivery, Message, Subscription
 from sagaline.engine.handlers import HandlerDef
+from sagaline.engine.ids import fresh_id
 from sagaline.engine.registry import WorkflowDef
 from sagaline.engine.tracing import current_traceparent
 from sagaline.model import envelope
@@ -72,7 +72,7 @@ def outside_message(
     if key is not None:
         check_name("publish key", key)
     body = codec.encode(payload, f"event {topic!r}")
-    message_id = uuid.uuid4().hex
+    message_id = fresh_id()
     headers = envelope.headers(
         correlation_id=correlation_id or message_id,
         causation_id=None,

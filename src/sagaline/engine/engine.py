@@ -7,7 +7,6 @@ import contextlib
 import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
@@ -20,6 +19,7 @@ from sagaline.engine.choreography import BusLink, outside_message
 from sagaline.engine.commit import Batcher, GroupCommitter
 from sagaline.engine.event_waits import signal_name
 from sagaline.engine.handlers import handlers_of
+from sagaline.engine.ids import fresh_id
 from sagaline.engine.leases import Leases
 from sagaline.engine.metrics import Metrics, Snapshot
 from sagaline.engine.observe import MetricsOption, Observer, TracingOption, build_observer
@@ -449,7 +449,7 @@ class Engine:
             check_name("run id", run_id)
         values = wdef.signature.bind(args, kwargs)
         data = wdef.signature.encode_args(self.codec, values)
-        run_id = run_id or uuid.uuid4().hex
+        run_id = run_id or fresh_id()
         worker = self._worker
         runs_here = worker is not None and worker.capacity > 0 and wdef.queue in worker.queues
         owner = worker.rt.owner if worker is not None and runs_here else None
