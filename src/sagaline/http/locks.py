@@ -8,6 +8,7 @@ key means a saga is changing the object (the "pending" answer).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sagaline.engine.engine import Engine
-from sagaline.http.problems import Problem
+from sagaline.http.problems import list_limit
 from sagaline.http.spec import ok, query
 from sagaline.model.locks import LockRequest
 
@@ -41,6 +42,11 @@ def request_view(r: LockRequest) -> dict[str, Any]:
     }
 
 
+def lock_limit(params: Mapping[str, str]) -> int:
+    """The ``limit`` of a lock list (the API's and the locks page's alike)."""
+    return list_limit(params, DEFAULT_LIMIT, MAX_LIMIT)
+
+
 def _json(value: Any) -> Response:
     return Response(msgspec.json.encode(value), 200, None, "application/json")
 
@@ -59,12 +65,7 @@ class LockRoutes:
 
     async def list_locks(self, request: Request) -> Response:
         prefix = request.query_params.get("prefix") or None
-        try:
-            limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
-        except ValueError:
-            raise Problem(422, "invalid_request", "limit must be an integer") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise Problem(422, "invalid_request", f"limit must be between 1 and {MAX_LIMIT}")
+        limit = lock_limit(request.query_params)
         requests = await self.engine.list_locks(prefix, limit)
         live = [r for r in requests if r.refused is None]
         return _json({"locks": [request_view(r) for r in live]})

@@ -8,6 +8,7 @@ and clients branch on ``code``, which never changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -73,3 +74,18 @@ def body(problem: Problem, instance: str) -> bytes:
         **problem.extra,
     }
     return msgspec.json.encode(document)
+
+
+def list_limit(params: Mapping[str, str], default: int, maximum: int) -> int:
+    """The ``limit`` URL parameter of a list (runs, sagas, locks; API and pages alike).
+
+    Raises:
+        Problem: 422, it is not an integer from 1 to ``maximum``.
+    """
+    try:
+        limit = int(params.get("limit", default))
+    except ValueError:
+        raise Problem(422, "invalid_request", "limit must be an integer") from None
+    if not 1 <= limit <= maximum:
+        raise Problem(422, "invalid_request", f"limit must be between 1 and {maximum}")
+    return limit

@@ -24,7 +24,7 @@ from sagaline.engine.registry import get_workflow, step_defs, workflow_defs
 from sagaline.http import views
 from sagaline.http.auth import Principal
 from sagaline.http.openapi import document
-from sagaline.http.problems import Problem
+from sagaline.http.problems import Problem, list_limit
 from sagaline.model.errors import PayloadDecodeError
 from sagaline.model.names import check_name
 from sagaline.model.records import EventRecord, RunRecord, SignalRecord, StepRecord
@@ -128,12 +128,7 @@ def run_query(params: Mapping[str, str] | QueryParams) -> tuple[RunQuery, int]:
         except ValueError:
             names = ", ".join(s.value for s in RunStatus)
             raise bad_input(f"unknown status {text!r}; use one of {names}") from None
-    try:
-        limit = int(params.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        raise bad_input("limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise bad_input(f"limit must be between 1 and {MAX_LIMIT}")
+    limit = list_limit(params, DEFAULT_LIMIT, MAX_LIMIT)
     cursor = params.get("cursor")
     query = RunQuery(
         statuses=tuple(statuses),

@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sagaline.engine.tracker import Tracker
-from sagaline.http.problems import Problem
+from sagaline.http.problems import Problem, list_limit
 from sagaline.http.spec import ok, query
 from sagaline.http.views import when
 from sagaline.model.choreography import SagaNotFoundError, SagaStatus, SagaView, lanes
@@ -123,12 +123,7 @@ def saga_query(params: QueryParams) -> SagaListQuery:
         names = ", ".join(s.value for s in SagaStatus)
         detail = f"unknown saga status {text!r}; use one of {names}"
         raise Problem(422, "invalid_request", detail) from None
-    try:
-        limit = int(params.get("limit", DEFAULT_LIMIT))
-    except ValueError:
-        raise Problem(422, "invalid_request", "limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise Problem(422, "invalid_request", f"limit must be between 1 and {MAX_LIMIT}")
+    limit = list_limit(params, DEFAULT_LIMIT, MAX_LIMIT)
     cursor = params.get("cursor")
     return SagaListQuery(status, limit, None if cursor is None else decode_cursor(cursor))
 
