@@ -1,5 +1,6 @@
 """The UI in real Chromium: an operator finds a stuck saga, sees why, and moves it on;
-stored markup stays inert; the pages work without JavaScript."""
+stored markup stays inert; the pages work without JavaScript; the Locks page is in the
+navigation."""
 
 from __future__ import annotations
 
@@ -139,3 +140,14 @@ def test_without_javascript_pages_read_and_actions_confirm_on_a_page_of_their_ow
         expect(page.locator("#timeline")).to_contain_text("reason: undone by hand")
     finally:
         context.close()
+
+
+def test_the_locks_page_is_one_click_from_the_navigation(ui: UiServer, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, ui, ui.viewer)
+    page.locator("header.top nav a", has_text="Locks").click()
+    page.wait_for_url("**/locks")
+    expect(page.locator("h1")).to_have_text("Semantic locks")
+    expect(page.locator("header.top nav a[aria-current]")).to_have_text("Locks")
+    expect(page.locator("#locks")).to_contain_text("sagaline.lock(")

@@ -15,6 +15,7 @@ from starlette.staticfiles import StaticFiles
 from sagaline.engine.engine import Engine
 from sagaline.http.sessions import Sessions
 from sagaline.http.ui.actions import Forms
+from sagaline.http.ui.locks import Locks
 from sagaline.http.ui.pages import Pages
 from sagaline.http.ui.render import STATIC
 from sagaline.http.ui.sagas import Sagas
@@ -29,6 +30,7 @@ def ui_routes(
 ) -> list[BaseRoute]:
     pages = Pages(engine, sessions, stopping, sagas)
     forms = Forms(engine, sessions)
+    locks = Locks(engine)
     acting = [
         Route(f"/runs/{{run_id:path}}/{action}", forms.handler(action), methods=["POST"])
         for action in ("cancel", "retry", "skip", "signal")
@@ -44,6 +46,8 @@ def ui_routes(
         Route("/runs/{run_id:path}", pages.run, methods=["GET"]),
         Route("/sagas", sagas.list, methods=["GET"]),
         Route("/sagas/{correlation_id:path}", sagas.show, methods=["GET"]),
+        Route("/locks", locks.list, methods=["GET"]),
+        Route("/locks/{key:path}", locks.show, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 

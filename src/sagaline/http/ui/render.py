@@ -37,6 +37,11 @@ def run_url(run_id: str, action: str = "") -> str:
     return f"/runs/{quote(run_id, safe='')}" + (f"/{action}" if action else "")
 
 
+def lock_url(key: str) -> str:
+    """A lock key's page; the key is quoted whole, as a run id is."""
+    return f"/locks/{quote(key, safe='')}"
+
+
 def moment(text: str | None) -> str:
     """An RFC 3339 time as the pages show it: to the second, in UTC."""
     if not text:
@@ -61,7 +66,7 @@ def short(name: str) -> str:
 
 
 ENV.filters.update(moment=moment, error_text=error_text, as_json=as_json, short=short)
-ENV.globals.update(run_url=run_url, urlencode=urlencode)
+ENV.globals.update(run_url=run_url, lock_url=lock_url, urlencode=urlencode)
 
 
 def page(
