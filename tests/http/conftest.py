@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,6 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from sagaline import Engine
+from sagaline.http.auth import Role, create_token
 
 ROOT = Path(__file__).parents[2]
 PYTHON = sys.executable
@@ -29,6 +33,23 @@ def cli(*args: str) -> str:
     )
     assert done.returncode == 0, done.stderr + done.stdout
     return done.stdout
+
+
+def make_tokens(db: str, *wanted: tuple[str, str, bool]) -> list[str]:
+    """Tokens ``(name, role, payloads)`` created in this process, in one engine.
+
+    The fixtures need three or four tokens per test; ``sagaline tokens create`` (tested in
+    test_security) would start a Python process for each, seconds a test over the suite.
+    """
+
+    async def create() -> list[str]:
+        async with Engine(db, worker=False) as engine:
+            return [
+                await create_token(engine.store, name, Role(role), payloads, time.time())
+                for name, role, payloads in wanted
+            ]
+
+    return asyncio.run(create())
 
 
 def free_port() -> int:
@@ -94,12 +115,12 @@ def stop(process: subprocess.Popen[bytes]) -> int:
 
 @pytest.fixture
 def server(store_url: str, tmp_path: Path) -> Iterator[Server]:
-    def token(name: str, role: str, *flags: str) -> str:
-        return cli("tokens", "create", name, "--role", role, "--db", store_url, "--quiet", *flags)
-
-    operator = token("ops", "operator").strip()
-    viewer = token("watcher", "viewer").strip()
-    shapes = token("auditor", "operator", "--no-payloads").strip()
+    operator, viewer, shapes = make_tokens(
+        store_url,
+        ("ops", "operator", True),
+        ("watcher", "viewer", True),
+        ("auditor", "operator", False),
+    )
     log = tmp_path / "server.log"
     process, url = start_server(store_url, log)
     yield Server(url, store_url, log, process, operator, viewer, shapes)

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.http.conftest import cli, start_server, stop
+from tests.http.conftest import make_tokens, start_server, stop
 
 DEADLINE = 30.0
 
@@ -60,10 +60,9 @@ class TaskServer:
 
 @pytest.fixture
 def task_server(store_url: str, tmp_path: Path) -> Iterator[TaskServer]:
-    def token(name: str, role: str) -> str:
-        return cli("tokens", "create", name, "--role", role, "--db", store_url, "--quiet").strip()
-
-    operator, viewer, worker = token("ops", "operator"), token("v", "viewer"), token("w", "worker")
+    operator, viewer, worker = make_tokens(
+        store_url, ("ops", "operator", True), ("v", "viewer", True), ("w", "worker", True)
+    )
     log = tmp_path / "server.log"
     process, url = start_server(store_url, log, "--import", "tests.tasks.sagas")
     yield TaskServer(url, store_url, log, operator, viewer, worker)
