@@ -34,7 +34,7 @@ from sagaline.model.codec import Codec
 from sagaline.model.records import OutboxMessage
 
 ROOT = Path(__file__).parents[1]
-WORKER = [sys.executable, "-m", "sagaline.cli", "worker", "--drain-seconds", "2"]
+WORKER = [sys.executable, "-m", "sagaline", "worker", "--drain-seconds", "2"]
 BATCH = 256
 """Messages per ``bus.publish`` in the floor: the relay's own batch (``RELAY_BATCH``)."""
 RELAY_TOPIC = "BenchRelay"

@@ -30,7 +30,7 @@ from bench.workload import order_saga
 from sagaline import Engine
 
 ROOT = Path(__file__).parents[1]
-WORKER = [sys.executable, "-m", "sagaline.cli", "worker"]
+WORKER = [sys.executable, "-m", "sagaline", "worker"]
 
 
 async def floor(url: str, connections: int, seconds: float = 3.0) -> float:

@@ -24,7 +24,7 @@ from bench.workload import idle_saga, order_saga
 from sagaline import Engine, RunStatus
 
 ROOT = Path(__file__).parents[1]
-WORKER = [sys.executable, "-m", "sagaline.cli", "worker"]
+WORKER = [sys.executable, "-m", "sagaline", "worker"]
 
 
 @dataclass

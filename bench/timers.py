@@ -30,7 +30,7 @@ async def measure(url: str, timers: int, spread: float) -> list[float]:
         [
             sys.executable,
             "-m",
-            "sagaline.cli",
+            "sagaline",
             "worker",
             "--db",
             url,

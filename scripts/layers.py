@@ -18,6 +18,7 @@ ORDER = [
     "console",
     "demo",
     "worker_process",
+    "worker_cli",
     "definitions",
     "plain_usage",
     "asl_cli",
@@ -29,6 +30,7 @@ ORDER = [
     "tasks_cli",
     "serve_cli",
     "cli",
+    "entry",
 ]
 # A layer may import from itself and from every layer before it in ORDER; the facade
 # (__init__) re-exports from all.

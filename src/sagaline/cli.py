@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn, TypeVar
 import typer
 from rich.markup import escape
 
+from sagaline import worker_cli
 from sagaline.asl_cli import asl_app
 from sagaline.codecs import from_env
 from sagaline.console import make_console, runs_table, styled_status, timeline_table
@@ -401,72 +402,15 @@ def queue_list(db: DbOption = DEFAULT_DB) -> None:
         console.print("no queue has a limit")
 
 
-@app.command()
-def worker(
-    imports: Annotated[
-        list[str],
-        typer.Option("--import", help="Module defining workflows and steps (repeatable)."),
-    ],
-    db: DbOption = DEFAULT_DB,
-    queue: Annotated[
-        list[str] | None, typer.Option("--queue", help="Queue to serve (repeatable).")
-    ] = None,
-    concurrency: Annotated[int, typer.Option(help="Runs executed at once.")] = 100,
-    lease_seconds: Annotated[
-        float, typer.Option(help="A dead worker's runs are taken over after this long.")
-    ] = 10.0,
-    drain_seconds: Annotated[
-        float, typer.Option(help="On SIGTERM, how long runs may take to finish their step.")
-    ] = 30.0,
-    bus: Annotated[
-        str | None,
-        typer.Option(
-            "--bus",
-            help="Message bus URL (nats://, amqp://, sqlite:///, postgresql://; env "
-            "SAGALINE_BUS): run the handlers and relay the outbox.",
-        ),
-    ] = os.environ.get("SAGALINE_BUS"),
-    service: Annotated[
-        str | None, typer.Option("--service", help="The service this worker is.")
-    ] = None,
-    poll_interval: Annotated[
-        float,
-        typer.Option(help="Seconds between looks for runs started elsewhere (SQLite)."),
-    ] = 1.0,
-    metrics_port: Annotated[
-        str | None,
-        typer.Option(
-            "--metrics-port",
-            help="Serve Prometheus metrics at /metrics on PORT (every interface) or "
-            "HOST:PORT; needs sagaline[metrics].",
-        ),
-    ] = None,
-) -> None:
-    """Run a long-lived worker: the imported workflows' runs, and with --bus the
-    imported @sagaline.on handlers of its service and the outbox relay."""
-    from sagaline.worker_process import run_worker
-
-    try:
-        asyncio.run(
-            run_worker(
-                db,
-                imports,
-                queue or ["default"],
-                concurrency,
-                lease_seconds,
-                console,
-                drain_seconds,
-                bus=bus,
-                service=service,
-                poll_interval=poll_interval,
-                metrics_port=metrics_port,
-            )
-        )
-    except SagalineError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        pass
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+    help=worker_cli.DESCRIPTION + " Options: sagaline worker --help.",
+)
+def worker(ctx: typer.Context) -> None:
+    """The options are :mod:`sagaline.worker_cli`'s, parsed there: ``sagaline worker``
+    reaches that module without this one (see :mod:`sagaline.entry`)."""
+    raise typer.Exit(worker_cli.main(ctx.args))
 
 
 app.add_typer(sagas_app, name="sagas")

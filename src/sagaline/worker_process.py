@@ -7,11 +7,9 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from rich.console import Console
 
 from sagaline.codecs import from_env
 from sagaline.engine import metrics
@@ -69,7 +67,7 @@ async def run_worker(
     queues: Sequence[str],
     concurrency: int,
     lease_seconds: float,
-    console: Console,
+    say: Callable[[str], None],
     drain_seconds: float = 30.0,
     *,
     bus: str | None = None,
@@ -108,29 +106,29 @@ async def run_worker(
         await engine.open()
         if exporter is not None:
             host, port = exporter.server_address[:2]
-            console.print(f"metrics at http://{_url_host(str(host))}:{port}/metrics")
-        console.print(
-            f"worker serving {', '.join(queues)} on {url} with {len(workflow_names())} "
+            say(f"metrics at http://{_url_host(str(host))}:{port}/metrics")
+        say(
+            f"worker serving {', '.join(queues)} on {redact(url)} with {len(workflow_names())} "
             f"workflow(s), up to {concurrency} runs at once"
         )
         if bus is not None:
             try:
                 await engine.bus_ready(timeout=10)
             except TimeoutError:
-                console.print("the bus is unreachable for now; events wait in the outbox")
+                say("the bus is unreachable for now; events wait in the outbox")
             handled = ", ".join(sorted({h.topic for h in handlers_of(service)})) or "nothing"
-            console.print(
+            say(
                 f"service {service or '(every handler its own)'} on bus {redact(bus)}: handling "
                 f"{handled}; relaying the outbox"
             )
         await stop.wait()
-        console.print(f"stopping: runs finish their current step (up to {drain_seconds:g} s)")
+        say(f"stopping: runs finish their current step (up to {drain_seconds:g} s)")
     finally:
         await engine.aclose(drain_seconds)
         if exporter is not None:
             exporter.shutdown()
             exporter.server_close()
-    console.print("worker stopped; its runs were released")
+    say("worker stopped; its runs were released")
 
 
 def serve_metrics(where: str) -> WSGIServer:

@@ -130,6 +130,7 @@ async def restarts(cluster: Cluster, tmp: Path, profile: Profile, seed: int) -> 
     try:
         for _ in range(profile.restart_workers):
             workers.spawn()
+        await until(workers.serving, "every worker to be serving", profile.deadline)
         async with Engine(url, worker=False) as client:
             back, started, unfinished, resumed = time.monotonic(), 0, 0, 0.0
             for batch in harness.batches(todo, profile.restarts):

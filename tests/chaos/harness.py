@@ -143,7 +143,7 @@ class Workers:
     def spawn(self) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"worker-{len(self.procs)}.log").open("wb")
         command = [
-            *(sys.executable, "-m", "sagaline.cli", "worker", "--db", self.url),
+            *(sys.executable, "-m", "sagaline", "worker", "--db", self.url),
             *("--import", "tests.chaos.saga", "--concurrency", str(self.concurrency)),
             *("--lease-seconds", str(self.lease_seconds)),
         ]
@@ -153,6 +153,12 @@ class Workers:
         self.procs.append(proc)
         self.live.append(proc)
         return proc
+
+    def serving(self) -> bool:
+        """Whether every worker spawned so far has opened the database and serves: a
+        restart before that is a worker's start failing, which is not the experiment."""
+        logs = (self.tmp / f"worker-{i}.log" for i in range(len(self.procs)))
+        return all(b"worker serving" in log.read_bytes() for log in logs)
 
     @contextmanager
     def fault(self, kind: str, pids: Iterable[int] | None) -> Iterator[str]:

@@ -34,11 +34,17 @@ def test_a_module_whose_own_import_fails_is_told_apart(tmp_path: Path) -> None:
         import_modules([str(tmp_path / "raises_x4.py")])
 
 
-def test_the_worker_says_it_in_one_line_without_a_traceback(tmp_path: Path) -> None:
+# ``sagaline worker`` (``python -m sagaline``) parses its options itself; ``sagaline.cli``'s
+# command of the same name forwards to the same parser.
+ENTRIES = pytest.mark.parametrize("entry", ["sagaline", "sagaline.cli"])
+
+
+@ENTRIES
+def test_the_worker_says_it_in_one_line_without_a_traceback(tmp_path: Path, entry: str) -> None:
     (tmp_path / "broken_x5.py").write_text("import not_installed_anywhere_x5\n")
     done = subprocess.run(
         [
-            *(sys.executable, "-m", "sagaline.cli", "worker"),
+            *(sys.executable, "-m", entry, "worker"),
             *("--db", f"sqlite:///{tmp_path}/w.db", "--import", str(tmp_path / "broken_x5.py")),
         ],
         capture_output=True,
@@ -47,8 +53,37 @@ def test_the_worker_says_it_in_one_line_without_a_traceback(tmp_path: Path) -> N
         env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 1
-    assert "it imports 'not_installed_anywhere_x5'" in done.stdout
+    assert done.stderr.startswith("error: importing ")
+    assert "it imports 'not_installed_anywhere_x5'" in done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+@ENTRIES
+def test_a_bad_worker_command_line_gets_the_usage_and_what_was_wrong(
+    tmp_path: Path, entry: str
+) -> None:
+    def worker(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", entry, "worker", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+
+    missing = worker()
+    assert missing.returncode == 2
+    assert "usage: sagaline worker" in missing.stderr
+    assert "the following arguments are required: --import" in missing.stderr
+    typo = worker("--import", "m", "--concurrency", "many")
+    assert typo.returncode == 2
+    assert "argument --concurrency: invalid int value: 'many'" in typo.stderr
+    helped = worker("--help")
+    assert helped.returncode == 0
+    for option in ("--import MODULE", "--db URL", "--lease-seconds SECONDS", "--metrics-port"):
+        assert option in helped.stdout
+    assert "Traceback" not in missing.stderr + typo.stderr + helped.stderr
+    assert not (tmp_path / "sagaline.db").exists()  # nothing was opened, nothing created
 
 
 SCRIPT = """

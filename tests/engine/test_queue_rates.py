@@ -63,11 +63,13 @@ async def test_three_workers_together_start_runs_at_the_queue_rate(
     async with make_engine(worker=False) as client:
         await client.set_queue_rate("rated", RATE, burst=BURST)
         assert await client.queue_rates() == {"rated": QueueRate(RATE, BURST)}
+        # Every run is waiting before a worker starts: the client's own pace of starting
+        # them (a commit each, slower on a loaded machine) must not be what is measured.
+        handles = [await client.start(rated, f"r{i}", run_id=f"r{i}") for i in range(RUNS)]
         workers = [make_engine(queues=["rated"], concurrency=10) for _ in range(3)]
         for w in workers:
             await w.__aenter__()
         try:
-            handles = [await client.start(rated, f"r{i}", run_id=f"r{i}") for i in range(RUNS)]
             results = await asyncio.wait_for(
                 asyncio.gather(*(h.result() for h in handles)), DEADLINE
             )
@@ -81,7 +83,11 @@ async def test_three_workers_together_start_runs_at_the_queue_rate(
     span = max(STARTED) - min(STARTED)
     observed = (RUNS - 1) / span  # intervals between starts over the time they spanned
     print(f"observed {observed:.2f} starts/s over {span:.2f} s (limit {RATE}/s)")
-    assert abs(observed - RATE) <= 0.1 * RATE, f"{observed:.2f}/s for a queue limited to {RATE}/s"
+    # Above the rate is the limit broken (the window below checks that too). Below it is
+    # allowed some way: with a burst of 1 the bucket is full whenever no claim is at the
+    # database, so each claim's lateness (a commit on PostgreSQL, a loaded machine) is time
+    # not refilled, which is why the default burst is a second's worth.
+    assert 0.6 * RATE <= observed <= 1.1 * RATE, f"{observed:.2f}/s for a queue limited to {RATE}/s"
     worst = most_in_a_window(STARTED, 1.0)
     assert worst <= RATE + BURST, f"{worst} runs started within one second"
 

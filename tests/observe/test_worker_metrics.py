@@ -24,7 +24,7 @@ from sagaline import Engine
 from tests.observe.sagas import order_saga
 
 ROOT = Path(__file__).parents[2]
-WORKER = [sys.executable, "-m", "sagaline.cli", "worker", "--import", "tests.observe.sagas"]
+WORKER = [sys.executable, "-m", "sagaline", "worker", "--import", "tests.observe.sagas"]
 
 
 @contextlib.contextmanager

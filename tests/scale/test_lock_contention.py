@@ -47,7 +47,7 @@ class Workers:
     def spawn(self) -> subprocess.Popen[bytes]:
         log = (self.tmp / f"worker-{len(self.procs)}.log").open("wb")
         command = [
-            *(sys.executable, "-m", "sagaline.cli", "worker", "--db", self.url),
+            *(sys.executable, "-m", "sagaline", "worker", "--db", self.url),
             *("--import", "tests.scale.lockers", "--concurrency", "50"),
             *("--lease-seconds", LEASE, "--poll-interval", "0.05"),
         ]

@@ -27,7 +27,7 @@ def spawn(url: str, ledger: Path, log: Path) -> subprocess.Popen[bytes]:
         [
             sys.executable,
             "-m",
-            "sagaline.cli",
+            "sagaline",
             "worker",
             "--db",
             url,

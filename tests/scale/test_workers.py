@@ -41,7 +41,7 @@ class Fleet:
             [
                 sys.executable,
                 "-m",
-                "sagaline.cli",
+                "sagaline",
                 "worker",
                 "--db",
                 self.url,

@@ -49,7 +49,7 @@ class Fleet:
         env = {**os.environ, "SAGALINE_DEMO_PAUSE": str(self.folder / "shipping.paused")}
         proc = subprocess.Popen(
             [
-                *(sys.executable, "-m", "sagaline.cli", "worker", "--db", self.db(service)),
+                *(sys.executable, "-m", "sagaline", "worker", "--db", self.db(service)),
                 *("--bus", self.bus, "--service", service),
                 *("--import", f"sagaline.demo.shop.{service}", "--concurrency", "20"),
             ],

@@ -1,0 +1,5 @@
+"""``python -m sagaline``: the ``sagaline`` command."""
+
+from sagaline.entry import main
+
+main()
