@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 
 import asyncpg
+import msgspec
 import pytest
 
 from sagaline.model import events as ev
@@ -75,7 +76,7 @@ async def test_a_steps_branch_is_stored_and_read_back(store: Store, suspend: boo
     first.steps, second.steps = steps, steps[:1]
     assert all(r.landed for r in await store.commit([first, second]))
     assert await store.load_steps("r1") == steps
-    rewritten = StepRecord(**{**vars(steps[0]), "branch": "3.2", "attempts": 2})
+    rewritten = msgspec.structs.replace(steps[0], branch="3.2", attempts=2)
     second.steps = [rewritten]
     second.change = first.change
     await store.commit([second])  # the upsert rewrites the branch too

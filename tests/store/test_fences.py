@@ -7,8 +7,8 @@ Both are checked by the database in the same transaction as the write they guard
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 
+import msgspec
 import pytest
 
 from sagaline.model import events as ev
@@ -320,4 +320,4 @@ async def test_unless_pivot_looks_at_the_run_s_own_steps_only(store: Store) -> N
 async def test_unless_pivot_still_requires_a_matching_status(store: Store) -> None:
     await claimed(store, "r1")
     assert (await store.commit([completion("r1")]))[0].landed  # COMPLETED now
-    assert await store.operate(replace(cancel("r1"), unless_pivot=True)) is None
+    assert await store.operate(msgspec.structs.replace(cancel("r1"), unless_pivot=True)) is None

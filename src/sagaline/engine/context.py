@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from typing import Any, NoReturn
 
+import msgspec
+
 from sagaline.engine.handlers import HandlerDef, get_handler
 from sagaline.engine.observe import outgoing_traceparent
 from sagaline.engine.runtime import Runtime
@@ -275,7 +277,7 @@ class RunContext:
         if change is not None and change.status is RunStatus.SUSPENDED and self.cancel_requested:
             # It knows of the cancel and sleeps on purpose (unwinding waits for a task, a
             # child or a backoff): the store must not wake it at once for that cancel.
-            change = dataclasses.replace(change, cancel_seen=True)
+            change = msgspec.structs.replace(change, cancel_seen=True)
         failure = None if change is None else self._failure_event(change)
         if failure is not None:
             messages.append(failure)
@@ -336,7 +338,7 @@ class RunContext:
         if cp.release_locks or cp.lock_ops:
             self.rt.wake()  # what waited for this run's locks may be this process's
         if change is not None and change.status.is_settled:
-            self.settled = dataclasses.replace(
+            self.settled = msgspec.structs.replace(
                 self.run,
                 status=change.status,
                 output=change.output,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -705,4 +704,6 @@ def _audited(change: OperatorChange, reason: str | None, by: str | None) -> Oper
     if not (reason or by) or not hasattr(event, "by"):
         return change
     audited = msgspec.structs.replace(event, by=by, reason=reason)
-    return dataclasses.replace(change, event=dataclasses.replace(change.event, event=audited))
+    return msgspec.structs.replace(
+        change, event=msgspec.structs.replace(change.event, event=audited)
+    )

@@ -14,10 +14,11 @@ says what the run learned from it.
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from types import TracebackType
 from typing import Any
+
+import msgspec
 
 from sagaline.engine.context import LostLease, RunContext, StoreInterrupted, current_context
 from sagaline.model import events as ev
@@ -136,7 +137,7 @@ async def _request(
 
 
 def _with(row: StepRecord, status: StepStatus, error: dict[str, Any] | None = None) -> StepRecord:
-    return dataclasses.replace(row, status=status, error=error)
+    return msgspec.structs.replace(row, status=status, error=error)
 
 
 async def _refuse(ctx: RunContext, call: Call, key: str, row: StepRecord, cycle: list[str]) -> None:

@@ -185,7 +185,9 @@ async def _unclaimed_too_long(
             f"(schedule_to_start_timeout); is a worker serving that queue?"
         ),
     }
-    return dataclasses.replace(rec, status=StepStatus.FAILED, error=error, finished_at=rt.clock())
+    return msgspec.structs.replace(
+        rec, status=StepStatus.FAILED, error=error, finished_at=rt.clock()
+    )
 
 
 def _failed_event(ctx: RunContext, sdef: StepDef[Any, Any], row: StepRecord) -> NewEvent:
@@ -381,7 +383,7 @@ def _abandoned(rec: StepRecord, expired: bool, at: float) -> StepRecord:
     else:
         message = "no worker had claimed it when the run began unwinding"
         error, compensable = {"type": ABANDONED, "message": message}, False
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         rec, status=StepStatus.FAILED, error=error, compensable=compensable, finished_at=at
     )
 
@@ -581,7 +583,7 @@ class TaskService:
             output = self.codec.encode(value, where)
         except PayloadError as exc:
             raise TaskResultError(str(exc)) from None
-        row = dataclasses.replace(
+        row = msgspec.structs.replace(
             waiting,
             status=StepStatus.SUCCEEDED,
             output=output,
@@ -629,7 +631,7 @@ class TaskService:
             finish = TaskFinish(None, [self._event(failed, task.seq)], retry_in=delay)
             await self._finish(task_id, token, finish)
             return True
-        row = dataclasses.replace(
+        row = msgspec.structs.replace(
             waiting,
             status=StepStatus.FAILED,
             error=error,
@@ -665,7 +667,7 @@ class TaskService:
     ) -> None:
         """A task compensation done: its row and event; the run, woken, unwinds on."""
         assert target.compensation is not None
-        row = dataclasses.replace(
+        row = msgspec.structs.replace(
             waiting, status=StepStatus.SUCCEEDED, attempts=task.attempt, finished_at=self.clock()
         )
         event = ev.CompensationSucceeded(
@@ -698,7 +700,7 @@ class TaskService:
             finish = TaskFinish(None, [self._event(failed, task.seq)], retry_in=delay)
             await self._finish(task.id, token, finish)
             return
-        row = dataclasses.replace(
+        row = msgspec.structs.replace(
             waiting,
             status=StepStatus.FAILED,
             error=error,

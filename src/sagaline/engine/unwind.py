@@ -7,8 +7,9 @@ policy; one that gives up parks the run in COMPENSATION_FAILED for an operator.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+import msgspec
 
 from sagaline.engine import children, steps, tasks
 from sagaline.engine.attempts import Outcome, call_with_retries
@@ -222,7 +223,7 @@ async def _sleep_between_attempts(
     )
     prior = ctx.records.get(seq)
     if prior is not None:
-        waiting = dataclasses.replace(waiting, started_at=prior.started_at)
+        waiting = msgspec.structs.replace(waiting, started_at=prior.started_at)
     await ctx.checkpoint(
         steps=[waiting],
         events=[*events, ctx.event(ev.RunSuspended(waits=[name], wake_at=sleep.retry_at))],

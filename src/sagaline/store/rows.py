@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sagaline.model.errors import UndecodableRowError
@@ -23,8 +22,7 @@ from sagaline.model.timeline import UNDECODABLE
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class UndecodableRun(RunRecord):
+class UndecodableRun(RunRecord, frozen=True):
     """A runs row that did not decode, kept in a list so the rest of the list still shows.
 
     What decoded is kept; a status that did not is shown as BLOCKED (a person has to look
