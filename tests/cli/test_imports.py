@@ -140,3 +140,24 @@ def test_a_script_names_its_definitions_as_the_module_a_worker_imports(tmp_path:
     assert workflow_name == "script_shop_x6.flow"  # not __main__.flow
     assert status == "COMPLETED"  # resumed by a worker that imported the script
     assert "script_shop_x6.remember" in steps
+
+
+def test_the_worker_never_prints_the_database_password(postgres_url: str) -> None:
+    # trust authentication ignores the password, so the URL opens as given
+    url = postgres_url.replace("://postgres@", "://postgres:s3cr3t-x7@", 1)
+    assert "s3cr3t-x7" in url, "the test's PostgreSQL URL has no user to add a password to"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sagaline", "worker", "--db", url, "--import", "bench.workload"],
+        cwd=Path(__file__).parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        line = worker.stdout.readline()
+    finally:
+        worker.terminate()
+        _, err = worker.communicate(timeout=60)
+    assert line.startswith("worker serving default on postgresql://postgres:***@"), line + err
+    assert "s3cr3t-x7" not in line + err
