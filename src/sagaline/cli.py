@@ -17,7 +17,7 @@ from sagaline.asl_cli import asl_app
 from sagaline.codecs import from_env
 from sagaline.console import make_console, runs_table, styled_status, timeline_table
 from sagaline.diagram_cli import diagram
-from sagaline.engine.engine import Engine
+from sagaline.engine.engine import DEFAULT_URL, Engine
 from sagaline.locks_cli import locks_app
 from sagaline.model.advice import advise
 from sagaline.model.errors import SagalineError, UndecodableRowError
@@ -63,7 +63,7 @@ ReasonOption = Annotated[str | None, typer.Option("--reason", help="Why, for the
 ByOption = Annotated[str | None, typer.Option("--by", help="Who, for the audit trail.")]
 IDLE_SECONDS = 60.0
 """A run nobody wrote to for this long, unfinished, probably has no worker."""
-DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
+DEFAULT_DB = os.environ.get("SAGALINE_DB", DEFAULT_URL)
 DbOption = Annotated[
     str, typer.Option("--db", help="Database URL (env SAGALINE_DB).", show_default=True)
 ]

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from sagaline.codecs import from_env
 from sagaline.console import make_console, styled_status
-from sagaline.engine.engine import Engine
+from sagaline.engine.engine import DEFAULT_URL, Engine
 from sagaline.model.errors import SagalineError
 from sagaline.model.locks import LockRequest
 from sagaline.model.status import RunStatus
@@ -34,7 +34,7 @@ locks_app = typer.Typer(
     add_completion=False,
 )
 Db = Annotated[str, typer.Option("--db", help="Database URL (env SAGALINE_DB).", show_default=True)]
-DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
+DEFAULT_DB = os.environ.get("SAGALINE_DB", DEFAULT_URL)
 
 
 def _read(db: str, action: Callable[[Engine], Awaitable[T]]) -> T:

@@ -17,7 +17,7 @@ from rich.markup import escape
 
 from sagaline.codecs import from_env
 from sagaline.console import make_console
-from sagaline.engine.engine import Engine
+from sagaline.engine.engine import DEFAULT_URL, Engine
 from sagaline.http.auth import Role, create_token
 from sagaline.http.limits import DEFAULT_MAX_BODY_BYTES
 from sagaline.model.errors import SagalineError
@@ -36,7 +36,7 @@ Db = Annotated[
     str,
     typer.Option("--db", envvar="SAGALINE_DB", help="Database URL (env SAGALINE_DB)."),
 ]
-DEFAULT_DB = "sqlite:///sagaline.db"
+DEFAULT_DB = DEFAULT_URL
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from sagaline.codecs import from_env
 from sagaline.console import make_console
-from sagaline.engine.engine import Engine
+from sagaline.engine.engine import DEFAULT_URL, Engine
 from sagaline.engine.tasks import TaskView
 from sagaline.model.errors import SagalineError
 from sagaline.model.timeline import duration
@@ -30,7 +30,7 @@ tasks_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-DEFAULT_DB = os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db")
+DEFAULT_DB = os.environ.get("SAGALINE_DB", DEFAULT_URL)
 
 
 def _read(db: str, queue: str | None) -> list[TaskView]:

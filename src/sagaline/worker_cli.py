@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from sagaline.engine.engine import DEFAULT_URL
 from sagaline.model.errors import SagalineError
 
 DESCRIPTION = (
@@ -36,7 +37,7 @@ def parser(prog: str = "sagaline worker") -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--db",
-        default=os.environ.get("SAGALINE_DB", "sqlite:///sagaline.db"),
+        default=os.environ.get("SAGALINE_DB", DEFAULT_URL),
         metavar="URL",
         help="Database URL (env SAGALINE_DB; default %(default)s).",
     )
